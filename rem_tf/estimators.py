@@ -1,0 +1,159 @@
+"""Pure functions over importance weights: the math of every method.
+
+Shapes follow one convention: particles first, then batch.
+`log_weights` is [K, B]; latent samples are [K, B, L].
+
+#### References
+Dieng, A. B. and Paisley, J. (2019). Reweighted Expectation Maximization.
+Burda, Y., Grosse, R. and Salakhutdinov, R. (2015). Importance Weighted
+Autoencoders.
+"""
+
+import math
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+COVARIANCES = ("weighted", "unweighted")
+
+
+def bernoulli_log_prob(x, logits):
+    """Σ_pixels log Bernoulli(x | logits).
+
+    Args:
+      x: [B, D] binary images.
+      logits: [..., B, D] Bernoulli logits.
+
+    Returns:
+      [..., B] log-probabilities, summed over the D pixels. Uses
+      x·l − softplus(l), the same formula as `tfd.Bernoulli.log_prob`, without
+      building a distribution object on the hot path.
+    """
+    return tf.reduce_sum(x * logits - tf.nn.softplus(logits), axis=-1)
+
+
+def standard_normal_log_prob(z):
+    """log N(z | 0, I) for z [..., L]; returns [...]."""
+    dim = z.shape[-1]
+    return -0.5 * tf.reduce_sum(tf.square(z), axis=-1) - 0.5 * dim * math.log(2 * math.pi)
+
+
+def normalized_weights(log_weights):
+    """Self-normalized importance weights α_k = w_k / Σ_j w_j (Eq. 8, 14).
+
+    Computed as a softmax over the particle axis, never as exp(log w); the
+    result is stopped: no gradient flows through the weights.
+
+    Args:
+      log_weights: [K, B].
+
+    Returns:
+      [K, B], non-negative, summing to one over K.
+    """
+    return tf.stop_gradient(tf.nn.softmax(log_weights, axis=0))
+
+
+def iwae_bound(log_weights):
+    """The K-particle bound log (1/K) Σ_k w_k (Burda et al., Eq. 8; paper Eq. 10).
+
+    Args:
+      log_weights: [K, B].
+
+    Returns:
+      [B]; for K = 1 this is the single-sample ELBO.
+    """
+    num_particles = tf.cast(tf.shape(log_weights)[0], log_weights.dtype)
+    return tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(num_particles)
+
+
+def elbo(log_weights):
+    """Average of the K single-sample ELBO estimates; [K, B] -> [B]."""
+    return tf.reduce_mean(log_weights, axis=0)
+
+
+def reweighted_negative_log_prob(weights, log_probs):
+    """−Σ_k weights_k · log_probs_k: the REM / RWS surrogate losses (Eq. 8, 14, 24).
+
+    Args:
+      weights: [K, B] stopped self-normalized weights (α or β).
+      log_probs: [K, B] log p_theta(x, z_k) or log r_eta(z_k | x).
+
+    Returns:
+      [B] per-example loss whose gradient is −Σ_k weights_k ∇ log_probs_k.
+    """
+    return -tf.reduce_sum(weights * log_probs, axis=0)
+
+
+def moment_match(z, weights, covariance="unweighted", ridge=1e-6):
+    """Gaussian moments of the posterior by self-normalized importance sampling.
+
+    μ = Σ_k α_k z_k (Eq. 22). The covariance is either
+    `weighted`: Σ_k α_k (z_k − μ)(z_k − μ)ᵀ (Eq. 22, Algorithm 1) or
+    `unweighted`: Σ_k (z_k − μ)(z_k − μ)ᵀ / (K − 1) (Eq. 23, normalized as in
+    the authors' code). `ridge`·I is added so Σ has full rank for any K.
+
+    Args:
+      z: [K, B, L] particles.
+      weights: [K, B] self-normalized weights α.
+      covariance: "weighted" or "unweighted".
+      ridge: ε ≥ 0 added to the diagonal.
+
+    Returns:
+      mean [B, L] and covariance [B, L, L] (symmetric positive definite),
+      both stopped.
+    """
+    if covariance not in COVARIANCES:
+        raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
+    z = tf.stop_gradient(z)
+    weights = tf.stop_gradient(weights)
+    mean = tf.einsum("kb,kbl->bl", weights, z)  # [B, L]
+    centered = z - mean  # [K, B, L]
+    if covariance == "weighted":
+        scatter = tf.einsum("kb,kbi,kbj->bij", weights, centered, centered)
+    else:
+        num_particles = tf.cast(tf.shape(z)[0], z.dtype)
+        scatter = tf.einsum("kbi,kbj->bij", centered, centered) / tf.maximum(
+            num_particles - 1.0, 1.0
+        )
+    scatter = 0.5 * (scatter + tf.linalg.matrix_transpose(scatter))  # exact symmetry
+    dim = z.shape[-1]
+    cov = scatter + ridge * tf.eye(dim, dtype=z.dtype)  # [B, L, L]
+    return mean, cov
+
+
+def hyperproposal(z, weights, covariance="unweighted", ridge=1e-6):
+    """REM's moment-matched hyperproposal s(z) = N(μ, Σ) (Eq. 15, 22, 23).
+
+    Args:
+      z: [K, B, L] particles drawn from r_eta(z|x).
+      weights: [K, B] their self-normalized weights α.
+
+    Returns:
+      `tfd.MultivariateNormalTriL` with batch shape [B], event shape [L].
+    """
+    mean, cov = moment_match(z, weights, covariance, ridge)
+    return tfd.MultivariateNormalTriL(loc=mean, scale_tril=tf.linalg.cholesky(cov))
+
+
+def kl_diag_normal_to_standard(loc, scale):
+    """KL(N(loc, diag(scale²)) ‖ N(0, I)) in closed form; [B, L] -> [B]."""
+    return 0.5 * tf.reduce_sum(
+        tf.square(loc) + tf.square(scale) - 1.0 - 2.0 * tf.math.log(scale), axis=-1
+    )
+
+
+def combine_chunked_bounds(chunk_log_sum_weights, num_particles):
+    """log (1/K) Σ_k w_k from per-chunk logsumexps.
+
+    Args:
+      chunk_log_sum_weights: [C, B], the logsumexp of each chunk's log weights.
+      num_particles: K, the total over all chunks.
+
+    Returns:
+      [B], identical to `iwae_bound` on the concatenated log weights.
+    """
+    return tf.reduce_logsumexp(chunk_log_sum_weights, axis=0) - tf.math.log(
+        tf.cast(num_particles, chunk_log_sum_weights.dtype)
+    )

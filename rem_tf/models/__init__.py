@@ -1,0 +1,14 @@
+"""One Keras model per method, all on `GenerativeModel`."""
+
+from rem_tf.models.base import GenerativeModel, Losses
+from rem_tf.models.iwae import IWAE
+from rem_tf.models.rem_v1 import REMv1
+from rem_tf.models.rem_v2 import REMv2
+from rem_tf.models.vae import VAE
+
+METHODS = {
+    "vae": VAE,
+    "iwae": IWAE,
+    "rem_v1": REMv1,
+    "rem_v2": REMv2,
+}

@@ -1,0 +1,28 @@
+"""Installs rem_tf: `pip install .` (add `[test]` for the test tools)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="rem_tf",
+    version="0.1.0",
+    description=(
+        "VAE, IWAE and Reweighted Expectation Maximization (Dieng & Paisley, 2019) "
+        "for deep generative models in TensorFlow 2 / Keras 3 / TFP"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["rem_tf", "rem_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.3,<4",
+        "tensorflow-probability[tf]>=0.24,<0.26",
+        "tensorflow-datasets>=4.9,<5",
+        "absl-py>=2.0",
+        "ml-collections>=0.1.1",
+        "numpy>=1.26",
+        "scipy>=1.10",
+        "matplotlib>=3.7",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+)
