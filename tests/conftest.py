@@ -1,0 +1,27 @@
+"""Shared test set-up: quiet TensorFlow, small models, markers."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long tests, run with `-m slow` (CI runs them too)")
+
+
+@pytest.fixture
+def binary_data():
+    """Synthetic binary data with structure: 4 noisy prototypes of 16 pixels.
+
+    Returns (train [400, 16], test [100, 16]) float32 arrays in {0, 1}.
+    """
+    rng = np.random.default_rng(2019)
+    prototypes = rng.random((4, 16)) < 0.5
+    def draw(n):
+        labels = rng.integers(0, 4, n)
+        flips = rng.random((n, 16)) < 0.05
+        return (prototypes[labels] ^ flips).astype(np.float32)
+    return draw(400), draw(100)

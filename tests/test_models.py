@@ -1,0 +1,164 @@
+"""Oracle and behaviour tests of the Keras models of every method."""
+
+import keras
+import numpy as np
+import pytest
+import scipy.special
+import tensorflow as tf
+
+import rem_tf
+
+CORE_METHODS = ["vae", "iwae", "rem_v1", "rem_v2"]
+SMALL = dict(latent_dim=2, hidden_units=(16,), input_shape=(16,))
+
+
+def small_model(method, num_particles=10, seed=1, **kwargs):
+    return rem_tf.build_model(method, num_particles=num_particles, seed=seed, **{**SMALL, **kwargs})
+
+
+def copy_weights(source, target):
+    target.encoder.set_weights(source.encoder.get_weights())
+    target.decoder.set_weights(source.decoder.get_weights())
+
+
+def gradients(model, x, loss_name, variables):
+    with tf.GradientTape() as tape:
+        losses = model.compute_losses(tf.constant(x))
+        loss = tf.reduce_mean(getattr(losses, loss_name))
+    return tape.gradient(loss, variables)
+
+
+def test_unknown_method_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="rem_v1"):
+        rem_tf.build_model("rem_v3")
+
+
+@pytest.mark.parametrize("method", ["rem_v1", "rem_v2"])
+def test_rem_needs_two_particles(method):
+    with pytest.raises(ValueError, match="num_particles >= 2"):
+        small_model(method, num_particles=1)
+
+
+def test_iwae_decoder_gradient_equals_rem_v1_decoder_gradient(binary_data):
+    # Same seed -> the same particles z_k; Eq. 9: both are Σ_k α_k ∇θ log p(x, z_k).
+    x = binary_data[0][:20]
+    iwae, rem = small_model("iwae", num_particles=50), small_model("rem_v1", num_particles=50)
+    copy_weights(iwae, rem)
+    g_iwae = gradients(iwae, x, "model_loss", iwae.decoder.trainable_variables)
+    g_rem = gradients(rem, x, "model_loss", rem.decoder.trainable_variables)
+    for a, b in zip(g_iwae, g_rem):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert max(float(tf.reduce_max(tf.abs(g))) for g in g_iwae) > 1e-3  # not trivially zero
+
+
+@pytest.mark.parametrize("method", ["rem_v1", "rem_v2"])
+def test_rem_losses_touch_only_their_own_network(method, binary_data):
+    model = small_model(method)
+    x = binary_data[0][:20]
+    for loss_name, other in [("model_loss", model.encoder), ("proposal_loss", model.decoder)]:
+        for g in gradients(model, x, loss_name, other.trainable_variables):
+            assert g is None or not np.any(g.numpy()), f"{loss_name} leaks into {other.name}"
+
+
+@pytest.mark.parametrize("method", ["rem_v1", "rem_v2", "iwae"])
+@pytest.mark.parametrize("frozen", ["model", "proposal"])
+def test_a_zero_learning_rate_leaves_its_network_bit_identical(method, frozen, binary_data):
+    model = small_model(method)
+    rates = {"model": 1e-2, "proposal": 1e-2, frozen: 0.0}
+    model.compile(model_optimizer=keras.optimizers.Adam(rates["model"]),
+                  proposal_optimizer=keras.optimizers.Adam(rates["proposal"]))
+    frozen_net, moving_net = ((model.decoder, model.encoder) if frozen == "model"
+                              else (model.encoder, model.decoder))
+    before_frozen, before_moving = frozen_net.get_weights(), moving_net.get_weights()
+    model.fit(binary_data[0][:40], batch_size=20, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(before_frozen, frozen_net.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert any(np.any(a != b) for a, b in zip(before_moving, moving_net.get_weights()))
+
+
+def test_log_likelihood_matches_quadrature_for_a_one_dimensional_latent():
+    model = rem_tf.build_model("iwae", latent_dim=1, hidden_units=(8,), input_shape=(6,), seed=3)
+    rng = np.random.default_rng(0)
+    x = (rng.random((5, 6)) < 0.5).astype(np.float32)
+    # log p(x) = log ∫ N(z; 0, 1) Π_d Bern(x_d | decoder(z)) dz on a fine grid.
+    grid = np.linspace(-12, 12, 24001, dtype=np.float32)
+    logits = model.decode(grid[:, None]).numpy().astype(np.float64)  # [G, 6]
+    log_lik = (x[None] * logits[:, None] - np.logaddexp(0, logits[:, None])).sum(-1)  # [G, 5]
+    log_integrand = log_lik + scipy.stats.norm.logpdf(grid.astype(np.float64))[:, None]
+    exact = scipy.special.logsumexp(log_integrand, axis=0) + np.log(grid[1] - grid[0])
+    estimate = model.log_likelihood(x, num_samples=20000, chunk_size=3000, batch_size=2)
+    assert estimate.shape == (5,)
+    np.testing.assert_allclose(estimate, exact, atol=0.02)
+
+
+def test_no_nan_with_5000_particles(binary_data):
+    for method in CORE_METHODS:
+        model = small_model(method, num_particles=5000)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        history = model.fit(binary_data[0][:40], batch_size=20, epochs=1, verbose=0)
+        assert all(np.isfinite(v[-1]) for v in history.history.values()), (method, history.history)
+    assert np.all(np.isfinite(model.log_likelihood(binary_data[1][:10], num_samples=5000)))
+
+
+@pytest.mark.parametrize("method", CORE_METHODS)
+def test_short_fit_improves_held_out_log_likelihood(method, binary_data):
+    train, test = binary_data
+    model = small_model(method, num_particles=10, latent_dim=4, hidden_units=(32,))
+    if method.startswith("rem"):
+        model.compile(model_optimizer=keras.optimizers.Adam(3e-3),
+                      proposal_optimizer=keras.optimizers.Adam(3e-3))
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    before = model.log_likelihood(test, num_samples=200).mean()
+    history = model.fit(train, batch_size=20, epochs=8, verbose=0)
+    after = model.log_likelihood(test, num_samples=200).mean()
+    assert after > before + 2.0, (before, after)
+    expected = {"loss", "elbo", "log_likelihood", "kl_to_prior"}
+    assert expected <= set(history.history)
+    assert expected <= set(model.evaluate(test, batch_size=50, verbose=0, return_dict=True))
+
+
+def test_evaluate_log_likelihood_is_an_upper_bound_on_elbo(binary_data):
+    model = small_model("iwae", num_particles=100)
+    model.compile(optimizer="adam")
+    result = model.evaluate(binary_data[1], batch_size=50, verbose=0, return_dict=True)
+    assert result["log_likelihood"] >= result["elbo"]
+    assert result["kl_to_prior"] >= 0
+
+
+def test_encode_decode_sample_shapes():
+    model = rem_tf.build_model("rem_v2", latent_dim=3, hidden_units=(8,), num_particles=4)
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    loc, scale = model.encode(x)
+    assert loc.shape == (2, 3) and scale.shape == (2, 3) and np.all(scale.numpy() > 0)
+    assert model.decode(tf.zeros([5, 3])).shape == (5, 784)
+    samples = model.sample(6).numpy()
+    assert samples.shape == (6, 28, 28, 1) and set(np.unique(samples)) <= {0.0, 1.0}
+
+
+def test_bad_inputs_are_clear_value_errors(binary_data):
+    model = small_model("iwae")
+    model.compile(optimizer="adam")
+    train = binary_data[0]
+    with pytest.raises(ValueError, match=r"shape \(16,\)"):
+        model.fit(np.zeros((10, 15), np.float32), verbose=0)
+    with pytest.raises(ValueError, match="binary"):
+        model.fit(train * 0.5, verbose=0)
+    nan = train.copy()
+    nan[3, 4] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit(nan, verbose=0)
+    with pytest.raises(ValueError, match="binary"):
+        model.fit(tf.data.Dataset.from_tensor_slices(train * 0.5).batch(10), verbose=0)
+    with pytest.raises(ValueError, match="binary"):
+        model.log_likelihood(train[:2] + 0.5)
+
+
+def test_compile_forms():
+    model = small_model("rem_v1")
+    with pytest.raises(ValueError, match="together"):
+        model.compile(model_optimizer="adam")
+    with pytest.raises(ValueError, match="not both"):
+        model.compile(optimizer="adam", model_optimizer="adam", proposal_optimizer="adam")
+    model.compile(optimizer="adam")  # one optimizer for both parameter sets is allowed
+    assert model.proposal_optimizer is None
