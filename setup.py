@@ -18,6 +18,7 @@ setup(
         "keras>=3.3,<4",
         "tensorflow-probability[tf]>=0.24,<0.26",
         "tensorflow-datasets>=4.9,<5",
+        "importlib_resources",  # TFDS's download_and_prepare imports it
         "absl-py>=2.0",
         "ml-collections>=0.1.1",
         "numpy>=1.26",
