@@ -46,6 +46,9 @@ class GenerativeModel(keras.Model):
       scale_activation: "exp" (paper) or "softplus" for the encoder scale.
       decoder_output_bias: optional initial logits bias, shape [D].
       seed: integer seed of the particle sampler; None draws one.
+      fused_likelihood: use `estimators.bernoulli_log_prob_fused` (the fast
+        path, default) instead of the plain autodiff `bernoulli_log_prob`;
+        both give the same values and gradients.
     """
 
     # Overridden by methods: the smallest K the method is defined for, and
@@ -66,6 +69,7 @@ class GenerativeModel(keras.Model):
         scale_activation: str = "exp",
         decoder_output_bias: Optional[Sequence[float]] = None,
         seed: Optional[int] = None,
+        fused_likelihood: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -90,6 +94,7 @@ class GenerativeModel(keras.Model):
         self.activation = activation
         self.scale_activation = scale_activation
         self.seed = seed
+        self.fused_likelihood = bool(fused_likelihood)
         self.encoder = Encoder(
             self.latent_dim, self.hidden_units, activation, scale_activation, name="encoder"
         )
@@ -120,6 +125,7 @@ class GenerativeModel(keras.Model):
             "scale_activation": self.scale_activation,
             "decoder_output_bias": self.decoder.output_bias,
             "seed": self.seed,
+            "fused_likelihood": self.fused_likelihood,
         }
 
     # --------------------------------------------------------------- compile
@@ -219,9 +225,12 @@ class GenerativeModel(keras.Model):
         Returns:
           [K, B].
         """
-        return estimators.standard_normal_log_prob(z) + estimators.bernoulli_log_prob(
-            x, self.decoder(z)
+        likelihood = (
+            estimators.bernoulli_log_prob_fused
+            if self.fused_likelihood
+            else estimators.bernoulli_log_prob
         )
+        return estimators.standard_normal_log_prob(z) + likelihood(x, self.decoder(z))
 
     def importance_sample(self, x, num_particles, reparameterize=False):
         """Draws z_k ~ r_eta(z|x) and computes their log weights.
@@ -405,17 +414,23 @@ class GenerativeModel(keras.Model):
         pixels = tf.cast(tf.random.stateless_uniform(tf.shape(probs), x_seed) < probs, tf.float32)
         return tf.reshape(pixels, [num_samples, *self.image_shape])
 
-    @tf.function(reduce_retracing=True)
     def _chunked_log_likelihood(self, x, num_samples, chunk_size):
-        # x: [B, D]; sums weights over ceil(num_samples / chunk_size) chunks.
+        """Builds the chunked IS estimate: x [B, D], num_samples scalar -> [B].
+
+        `chunk_size` particles are drawn per iteration of a while loop; in the
+        last chunk the particles beyond `num_samples` are masked out, so every
+        chunk has the same static shape (which XLA needs).
+        """
         loc, scale = self.encoder(x)
         recognition = self.recognition(loc, scale)
+        num_samples = tf.cast(num_samples, tf.int32)
         num_chunks = (num_samples + chunk_size - 1) // chunk_size
 
         def body(i, running):  # running: [B], logsumexp of the log weights so far
-            size = tf.minimum(chunk_size, num_samples - i * chunk_size)
-            z = recognition.sample(size, seed=self.next_seed())  # [size, B, L]
-            log_weights = self.log_joint(x, z) - recognition.log_prob(z)  # [size, B]
+            z = recognition.sample(chunk_size, seed=self.next_seed())  # [C, B, L]
+            log_weights = self.log_joint(x, z) - recognition.log_prob(z)  # [C, B]
+            valid = tf.range(chunk_size) < num_samples - i * chunk_size  # [C]
+            log_weights = tf.where(valid[:, None], log_weights, -np.inf)
             chunk = tf.reduce_logsumexp(log_weights, axis=0)  # [B]
             return i + 1, tf.reduce_logsumexp(tf.stack([running, chunk]), axis=0)
 
@@ -423,7 +438,18 @@ class GenerativeModel(keras.Model):
         _, total = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(0), start))
         return total - tf.math.log(tf.cast(num_samples, tf.float32))
 
-    def log_likelihood(self, x, num_samples=5000, chunk_size=500, batch_size=100):
+    def _log_likelihood_function(self, chunk_size, jit_compile):
+        key = (int(chunk_size), bool(jit_compile))
+        cache = self.__dict__.setdefault("_log_likelihood_functions", {})
+        if key not in cache:
+            cache[key] = tf.function(
+                lambda x, num_samples: self._chunked_log_likelihood(x, num_samples, key[0]),
+                jit_compile=key[1],
+                reduce_retracing=True,
+            )
+        return cache[key]
+
+    def log_likelihood(self, x, num_samples=5000, chunk_size=500, batch_size=100, jit_compile=None):
         """Importance-sampled log p(x) in nats, with the encoder as proposal.
 
         log p(x) ≈ logsumexp_k log w_k − log K, K = num_samples, computed
@@ -432,6 +458,7 @@ class GenerativeModel(keras.Model):
 
         Args:
           x: [N, *input_shape] binary images.
+          jit_compile: compile with XLA; defaults to the model's `jit_compile`.
 
         Returns:
           float32 numpy array [N].
@@ -440,12 +467,12 @@ class GenerativeModel(keras.Model):
             raise ValueError("num_samples, chunk_size and batch_size must be >= 1")
         x = self._check_array(x)
         flat = x.reshape(len(x), self.data_dim)
+        if jit_compile is None:
+            jit_compile = bool(self.compiled and self.jit_compile)
+        function = self._log_likelihood_function(min(int(chunk_size), int(num_samples)), jit_compile)
+        num_samples = tf.constant(int(num_samples))
         out = [
-            self._chunked_log_likelihood(
-                tf.constant(flat[i : i + batch_size]),
-                tf.constant(int(num_samples)),
-                tf.constant(min(int(chunk_size), int(num_samples))),
-            ).numpy()
+            function(tf.constant(flat[i : i + batch_size]), num_samples).numpy()
             for i in range(0, len(flat), int(batch_size))
         ]
         return np.concatenate(out) if out else np.zeros([0], np.float32)
