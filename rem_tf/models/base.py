@@ -166,6 +166,8 @@ class GenerativeModel(keras.Model):
             self.proposal_optimizer.build(self.encoder.trainable_variables)
 
     def get_compile_config(self):
+        if not self.compiled:
+            return None
         config = {
             "jit_compile": self.jit_compile,
             "steps_per_execution": self.steps_per_execution,
