@@ -128,6 +128,11 @@ def moment_match(z, weights, covariance="unweighted", ridge=1e-6):
     `unweighted`: Σ_k (z_k − μ)(z_k − μ)ᵀ / (K − 1) (Eq. 23, normalized as in
     the authors' code). `ridge`·I is added so Σ has full rank for any K.
 
+    The moments are computed in float64: with K < L (or weights concentrated
+    on fewer than L particles) the scatter is rank-deficient, and a ridge of
+    1e-6 is below float32's resolution for variances of order one, so a
+    float32 Cholesky would fail. The cost is negligible: [K, B, L] → [B, L, L].
+
     Args:
       z: [K, B, L] particles.
       weights: [K, B] self-normalized weights α.
@@ -136,24 +141,24 @@ def moment_match(z, weights, covariance="unweighted", ridge=1e-6):
 
     Returns:
       mean [B, L] and covariance [B, L, L] (symmetric positive definite),
-      both stopped.
+      both float64 and stopped.
     """
     if covariance not in COVARIANCES:
         raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
-    z = tf.stop_gradient(z)
-    weights = tf.stop_gradient(weights)
+    z = tf.cast(tf.stop_gradient(z), tf.float64)
+    weights = tf.cast(tf.stop_gradient(weights), tf.float64)
     mean = tf.einsum("kb,kbl->bl", weights, z)  # [B, L]
     centered = z - mean  # [K, B, L]
     if covariance == "weighted":
         scatter = tf.einsum("kb,kbi,kbj->bij", weights, centered, centered)
     else:
-        num_particles = tf.cast(tf.shape(z)[0], z.dtype)
+        num_particles = tf.cast(tf.shape(z)[0], tf.float64)
         scatter = tf.einsum("kbi,kbj->bij", centered, centered) / tf.maximum(
             num_particles - 1.0, 1.0
         )
     scatter = 0.5 * (scatter + tf.linalg.matrix_transpose(scatter))  # exact symmetry
     dim = z.shape[-1]
-    cov = scatter + ridge * tf.eye(dim, dtype=z.dtype)  # [B, L, L]
+    cov = scatter + ridge * tf.eye(dim, dtype=tf.float64)  # [B, L, L]
     return mean, cov
 
 
@@ -165,10 +170,14 @@ def hyperproposal(z, weights, covariance="unweighted", ridge=1e-6):
       weights: [K, B] their self-normalized weights α.
 
     Returns:
-      `tfd.MultivariateNormalTriL` with batch shape [B], event shape [L].
+      `tfd.MultivariateNormalTriL` with batch shape [B], event shape [L], in
+      the dtype of z (the Cholesky factor is taken in float64, see
+      `moment_match`).
     """
     mean, cov = moment_match(z, weights, covariance, ridge)
-    return tfd.MultivariateNormalTriL(loc=mean, scale_tril=tf.linalg.cholesky(cov))
+    return tfd.MultivariateNormalTriL(
+        loc=tf.cast(mean, z.dtype), scale_tril=tf.cast(tf.linalg.cholesky(cov), z.dtype)
+    )
 
 
 def kl_diag_normal_to_standard(loc, scale):

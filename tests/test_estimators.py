@@ -68,6 +68,21 @@ def test_covariance_is_symmetric_positive_definite(covariance):
     assert np.all(np.isfinite(dist.log_prob(dist.sample(10, seed=[1, 2])).numpy()))
 
 
+@pytest.mark.parametrize("covariance", ["weighted", "unweighted"])
+def test_hyperproposal_is_finite_with_fewer_particles_than_latent_dimensions(covariance):
+    # K = 5 encoder-like particles in L = 20 dimensions: the scatter has rank 4,
+    # and only the 1e-6 ridge makes it invertible. (A float32 Cholesky fails here.)
+    rng = np.random.default_rng(10)
+    loc, scale = rng.normal(size=(100, 20)), np.exp(rng.normal(size=(100, 20)) * 0.3)
+    z = tf.constant(loc + scale * rng.normal(size=(5, 100, 20)), tf.float32)
+    log_w = tf.constant(rng.normal(size=(5, 100)) * 3, tf.float32)
+    dist = estimators.hyperproposal(z, estimators.normalized_weights(log_w), covariance)
+    assert dist.dtype == tf.float32
+    assert np.all(np.isfinite(dist.scale_tril.numpy()))
+    samples = dist.sample(5, seed=[3, 4])
+    assert np.all(np.isfinite(dist.log_prob(samples).numpy()))
+
+
 def test_unknown_covariance_form_is_an_error():
     with pytest.raises(ValueError, match="covariance"):
         estimators.moment_match(tf.zeros([2, 1, 1]), tf.ones([2, 1]) / 2, "diagonal")
