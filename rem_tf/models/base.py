@@ -332,6 +332,8 @@ class GenerativeModel(keras.Model):
     def fit(self, x=None, y=None, *args, validation_data=None, callbacks=None, **kwargs):
         """`keras.Model.fit` with input checks and a clear error on a NaN/Inf loss."""
         callbacks = list(callbacks or [])
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself; silences Keras
         if not any(isinstance(c, keras.callbacks.TerminateOnNaN) for c in callbacks):
             callbacks.append(keras.callbacks.TerminateOnNaN(raise_error=True))
         if isinstance(validation_data, tuple):
