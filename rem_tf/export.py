@@ -1,0 +1,202 @@
+"""SavedModel export of a trained model with named signatures, and loading.
+
+The SavedModel needs TensorFlow only — not `rem_tf`, not the Python source:
+
+    import tensorflow as tf
+    loaded = tf.saved_model.load("workdir/saved_model")
+    log_px = loaded.log_likelihood(images, 5000)      # [B] nats, images float32 [B, 28, 28, 1]
+    codes = loaded.encode(images)                     # {"loc": [B, L], "scale": [B, L]}
+    pictures = tf.sigmoid(loaded.decode(codes["loc"]))  # [B, 28, 28, 1] pixel probabilities
+
+Functions (callable as attributes of the loaded object, and as signatures in
+`loaded.signatures[name]`, which take keyword arguments and return dicts):
+
+| name | inputs | returns (signature output key) |
+|---|---|---|
+| `log_likelihood` | x float32 [B, *input_shape] binary, num_samples int32 [] | [B] log p(x), importance-sampled with K = num_samples, chunked (`log_likelihood`) |
+| `elbo` | x | [B] ELBO estimate, mean of `elbo_samples` log weights (`elbo`) |
+| `encode` | x | dict loc, scale [B, L] of r(z\\|x) (`loc`, `scale`) |
+| `decode` | z float32 [B, L] | Bernoulli logits [B, *input_shape] (`logits`) |
+| `sample` | num int32 [] | binary images [num, *input_shape] drawn from the model (`images`) |
+
+The random functions draw from a seed-state variable saved with the model: a
+freshly loaded model always starts from the exported state, and every call
+advances it. `assets.extra/rem_tf.json` holds the metadata (method, shapes,
+chunk size, ELBO samples, the run's config and versions): `metadata(path)`.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+SIGNATURES = ("log_likelihood", "elbo", "encode", "decode", "sample")
+METADATA_FILE = "rem_tf.json"
+_BINARY_MESSAGE = "rem_tf SavedModel: x must hold binary images (0 or 1, no NaN)"
+
+
+class ModelFunctions(tf.Module):
+    """The exported interface of a `GenerativeModel`, as `tf.function`s with fixed input signatures.
+
+    The same object serves a live model (e.g. `rem_tf.evaluation.evaluate`) and
+    is what `export` saves, so both compute exactly the same graphs.
+
+    Args:
+      model: a built `GenerativeModel` (outside any distribution strategy).
+      chunk_size: particles per chunk in `log_likelihood` and `elbo`; memory is
+        bounded by chunk_size × batch × D floats whatever K is.
+      elbo_samples: particles averaged by `elbo`.
+    """
+
+    def __init__(self, model, *, chunk_size=500, elbo_samples=100, name="rem_tf_model"):
+        super().__init__(name=name)
+        if int(chunk_size) < 1 or int(elbo_samples) < 1:
+            raise ValueError("chunk_size and elbo_samples must be >= 1")
+        self.chunk_size = int(chunk_size)
+        self.elbo_samples = int(elbo_samples)
+        # Tracked so that the SavedModel holds every variable the functions use
+        # (weights and the particle seed state); the model itself is not tracked.
+        self.model_variables = list(model.variables)
+        image_shape = tuple(model.image_shape)
+        data_dim = int(model.data_dim)
+        latent_dim = int(model.latent_dim)
+        chunk_size, elbo_samples = self.chunk_size, self.elbo_samples
+
+        def flatten_binary(x):
+            ok = tf.reduce_all((x == 0.0) | (x == 1.0))
+            with tf.control_dependencies([tf.debugging.Assert(ok, [_BINARY_MESSAGE])]):
+                return tf.reshape(x, [-1, data_dim])  # [B, D]
+
+        image_spec = tf.TensorSpec([None, *image_shape], tf.float32, name="x")
+
+        @tf.function(input_signature=[image_spec, tf.TensorSpec([], tf.int32, name="num_samples")])
+        def log_likelihood(x, num_samples):
+            tf.debugging.assert_positive(num_samples, message="num_samples must be >= 1")
+            flat = flatten_binary(x)
+            chunk = tf.minimum(tf.constant(chunk_size), num_samples)
+            return model._chunked_log_likelihood(flat, num_samples, chunk)  # [B]
+
+        @tf.function(input_signature=[image_spec])
+        def elbo(x):
+            flat = flatten_binary(x)
+            total = tf.zeros(tf.shape(flat)[:1])  # [B], Σ_k log w_k
+            for start in range(0, elbo_samples, chunk_size):
+                size = min(chunk_size, elbo_samples - start)
+                *_, log_weights = model.importance_sample(flat, size)  # [size, B]
+                total += tf.reduce_sum(log_weights, axis=0)
+            return total / elbo_samples
+
+        @tf.function(input_signature=[image_spec])
+        def encode(x):
+            loc, scale = model.encode(x)  # [B, L] each
+            return {"loc": loc, "scale": scale}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name="z")])
+        def decode(z):
+            return tf.reshape(model.decode(z), [-1, *image_shape])  # [B, *input_shape] logits
+
+        @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="num")])
+        def sample(num):
+            return model.sample(num)  # [num, *input_shape]
+
+        self.log_likelihood = log_likelihood
+        self.elbo = elbo
+        self.encode = encode
+        self.decode = decode
+        self.sample = sample
+
+    def signatures(self):
+        """Concrete functions with dict outputs, for `tf.saved_model.save(signatures=...)`."""
+
+        sig = {name: getattr(self, name).input_signature for name in SIGNATURES}
+        return {
+            "log_likelihood": tf.function(
+                lambda x, num_samples: {"log_likelihood": self.log_likelihood(x, num_samples)},
+                input_signature=sig["log_likelihood"],
+            ).get_concrete_function(),
+            "elbo": tf.function(
+                lambda x: {"elbo": self.elbo(x)}, input_signature=sig["elbo"]
+            ).get_concrete_function(),
+            "encode": self.encode.get_concrete_function(),
+            "decode": tf.function(
+                lambda z: {"logits": self.decode(z)}, input_signature=sig["decode"]
+            ).get_concrete_function(),
+            "sample": tf.function(
+                lambda num: {"images": self.sample(num)}, input_signature=sig["sample"]
+            ).get_concrete_function(),
+        }
+
+
+def export(model, path, *, chunk_size=500, elbo_samples=100, metadata=None):
+    """Saves `model` as a SavedModel at `path` (replacing what is there).
+
+    Args:
+      model: a built `GenerativeModel`, created outside any distribution strategy
+        (copy the weights of a distributed model into a plain one first).
+      path: output directory.
+      chunk_size: particles per chunk of `log_likelihood` / `elbo`.
+      elbo_samples: particles of the `elbo` function.
+      metadata: extra JSON-serializable dict stored in `assets.extra/rem_tf.json`.
+
+    Returns:
+      `path` as a string. The directory is written next to its final place and
+      renamed, so a crash never leaves a half-written SavedModel at `path`.
+    """
+    path = pathlib.Path(path)
+    functions = ModelFunctions(model, chunk_size=chunk_size, elbo_samples=elbo_samples)
+    info = {
+        "format": "rem_tf.export/1",
+        "class": type(model).__name__,
+        "input_shape": list(model.image_shape),
+        "latent_dim": int(model.latent_dim),
+        "chunk_size": functions.chunk_size,
+        "elbo_samples": functions.elbo_samples,
+        "signatures": list(SIGNATURES),
+        **(metadata or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        tf.saved_model.save(functions, str(tmp), signatures=functions.signatures())
+        (tmp / "assets.extra").mkdir(exist_ok=True)
+        (tmp / "assets.extra" / METADATA_FILE).write_text(json.dumps(info, indent=2, default=str))
+        if path.exists():
+            old = path.with_name(f".{path.name}-old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(path)
+
+
+def is_saved_model(path):
+    """True if `path` is a SavedModel directory."""
+    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def load(path):
+    """Loads an exported model with TensorFlow only (`tf.saved_model.load`).
+
+    Returns:
+      An object with the functions `log_likelihood`, `elbo`, `encode`, `decode`,
+      `sample` and the dict `signatures`.
+    """
+    if not is_saved_model(path):
+        raise ValueError(f"{path} is not a SavedModel directory (no saved_model.pb in it)")
+    return tf.saved_model.load(str(path))
+
+
+def metadata(path):
+    """The metadata `export` stored with the SavedModel at `path` ({} if none)."""
+    file = pathlib.Path(path) / "assets.extra" / METADATA_FILE
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+__all__ = ["ModelFunctions", "SIGNATURES", "export", "is_saved_model", "load", "metadata"]
