@@ -1,6 +1,6 @@
 """rem_tf: VAE, IWAE and Reweighted Expectation Maximization in Keras 3 / TFP."""
 
-from rem_tf import data, estimators
+from rem_tf import data, estimators, schedules  # schedules: .keras files with the Burda schedule load
 from rem_tf.models import METHODS, GenerativeModel
 
 
@@ -44,4 +44,4 @@ def build_model(
     )
 
 
-__all__ = ["build_model", "METHODS", "GenerativeModel", "data", "estimators"]
+__all__ = ["build_model", "METHODS", "GenerativeModel", "data", "estimators", "schedules"]

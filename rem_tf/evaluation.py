@@ -102,7 +102,8 @@ def evaluate(
         elbo = np.asarray(functions.elbo(x), np.float64)  # [B]
         codes = functions.encode(x)
         loc = np.asarray(codes["loc"], np.float64)  # [B, L]
-        kl = np.asarray(estimators.kl_diag_normal_to_standard(codes["loc"], codes["scale"]), np.float64)
+        kl = estimators.kl_diag_normal_to_standard(codes["loc"], codes["scale"])  # [B]
+        kl = np.asarray(kl, np.float64)
         sums["log_likelihood"] += log_px.sum()
         sums["elbo"] += elbo.sum()
         sums["kl_to_prior"] += kl.sum()

@@ -77,7 +77,7 @@ class ModelFunctions(tf.Module):
             tf.debugging.assert_positive(num_samples, message="num_samples must be >= 1")
             flat = flatten_binary(x)
             chunk = tf.minimum(tf.constant(chunk_size), num_samples)
-            return model._chunked_log_likelihood(flat, num_samples, chunk)  # [B]
+            return model.chunked_log_likelihood(flat, num_samples, chunk)  # [B]
 
         @tf.function(input_signature=[image_spec])
         def elbo(x):

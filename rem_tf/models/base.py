@@ -418,8 +418,11 @@ class GenerativeModel(keras.Model):
         pixels = tf.cast(tf.random.stateless_uniform(tf.shape(probs), x_seed) < probs, tf.float32)
         return tf.reshape(pixels, [num_samples, *self.image_shape])
 
-    def _chunked_log_likelihood(self, x, num_samples, chunk_size):
+    def chunked_log_likelihood(self, x, num_samples, chunk_size):
         """Builds the chunked IS estimate: x [B, D], num_samples scalar -> [B].
+
+        Graph-building function (call it inside a `tf.function`; the exported
+        SavedModel does); `log_likelihood` is the user-facing wrapper.
 
         `chunk_size` particles are drawn per iteration of a while loop; in the
         last chunk the particles beyond `num_samples` are masked out, so every
@@ -447,7 +450,7 @@ class GenerativeModel(keras.Model):
         cache = self.__dict__.setdefault("_log_likelihood_functions", {})
         if key not in cache:
             cache[key] = tf.function(
-                lambda x, num_samples: self._chunked_log_likelihood(x, num_samples, key[0]),
+                lambda x, num_samples: self.chunked_log_likelihood(x, num_samples, key[0]),
                 jit_compile=key[1],
                 reduce_retracing=True,
             )

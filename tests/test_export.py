@@ -1,0 +1,162 @@
+"""SavedModel export: signatures, loading without rem_tf, and evaluation on it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.special
+import tensorflow as tf
+
+import rem_tf
+from rem_tf import evaluation, export
+
+K = 300  # importance samples in the comparisons
+
+# Runs in a fresh interpreter where `import rem_tf` fails: only TensorFlow.
+LOAD_WITHOUT_REM_TF = r"""
+import sys
+sys.modules["rem_tf"] = None  # any `import rem_tf` now raises ImportError
+import json
+import numpy as np
+import tensorflow as tf
+path, images, num_samples = sys.argv[1], np.load(sys.argv[2]), int(sys.argv[3])
+try:
+    import rem_tf  # noqa: F401
+    raise SystemExit("rem_tf is importable")
+except ImportError:
+    pass
+loaded = tf.saved_model.load(path)
+out = {"seed_state": [v.numpy().tolist() for v in loaded.model_variables
+                      if v.name.startswith("particle_seed/")][0]}  # as exported
+out["log_likelihood"] = loaded.log_likelihood(images, num_samples).numpy().tolist()
+codes = loaded.encode(images)
+out["loc"] = codes["loc"].numpy().tolist()
+out["scale"] = codes["scale"].numpy().tolist()
+out["logits"] = loaded.decode(codes["loc"]).numpy().tolist()
+out["elbo"] = loaded.elbo(images).numpy().tolist()
+samples = loaded.sample(5).numpy()
+out["sample_shape"] = list(samples.shape)
+out["sample_values"] = sorted(set(np.unique(samples).tolist()))
+signature = loaded.signatures["log_likelihood"](x=tf.constant(images), num_samples=tf.constant(7))
+out["signature_keys"] = {k: sorted(s.structured_outputs) for k, s in loaded.signatures.items()}
+out["signature_shape"] = list(signature["log_likelihood"].shape)
+print("RESULT " + json.dumps(out))
+"""
+
+
+def load_in_fresh_process(path, images, num_samples, tmp_path):
+    """Calls every signature of the SavedModel at `path` in a process without rem_tf."""
+    np.save(tmp_path / "images.npy", images)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_WITHOUT_REM_TF, str(path), str(tmp_path / "images.npy"),
+         str(num_samples)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(5)
+    return (rng.random((12, 28, 28, 1)) < 0.3).astype(np.float32)
+
+
+def tiny_model(seed=3):
+    return rem_tf.build_model("rem_v2", latent_dim=2, hidden_units=(8,), num_particles=4, seed=seed)
+
+
+def test_saved_model_loads_without_rem_tf_and_agrees_with_the_live_model(images, tmp_path):
+    model = tiny_model()
+    path = export.export(model, tmp_path / "saved_model", chunk_size=64, elbo_samples=10,
+                         metadata={"method": "rem_v2"})
+    # The first call after export starts from the exported particle-seed state,
+    # exactly as the first call of a freshly loaded SavedModel does.
+    live = export.ModelFunctions(model, chunk_size=64, elbo_samples=10)
+    reference = live.log_likelihood(images, K).numpy()
+    out = load_in_fresh_process(path, images, K, tmp_path)
+
+    np.testing.assert_allclose(out["log_likelihood"], reference, rtol=1e-5)
+    loc, scale = model.encode(images)
+    np.testing.assert_allclose(out["loc"], loc, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["scale"], scale, rtol=1e-5, atol=1e-6)
+    logits = model.decode(loc).numpy().reshape(-1, 28, 28, 1)
+    np.testing.assert_allclose(out["logits"], logits, rtol=1e-5, atol=1e-5)
+    assert len(out["elbo"]) == len(images)
+    assert np.all(np.asarray(out["elbo"]) <= np.asarray(out["log_likelihood"]) + 1.0)
+    assert out["sample_shape"] == [5, 28, 28, 1] and set(out["sample_values"]) <= {0.0, 1.0}
+    assert out["signature_keys"] == {
+        "log_likelihood": ["log_likelihood"], "elbo": ["elbo"], "encode": ["loc", "scale"],
+        "decode": ["logits"], "sample": ["images"],
+    }
+    assert out["signature_shape"] == [len(images)]
+    assert out["seed_state"] == [3, 0]  # the model had drawn nothing before export
+    info = export.metadata(path)
+    assert info["method"] == "rem_v2" and info["input_shape"] == [28, 28, 1]
+    assert info["latent_dim"] == 2 and info["chunk_size"] == 64 and info["elbo_samples"] == 10
+
+
+def test_export_replaces_atomically_and_rejects_non_binary_input(images, tmp_path):
+    model = tiny_model()
+    path = tmp_path / "saved_model"
+    export.export(model, path, chunk_size=16)
+    export.export(model, path, chunk_size=32)  # replaces the old one
+    assert export.metadata(path)["chunk_size"] == 32
+    assert [p.name for p in tmp_path.iterdir()] == ["saved_model"]  # no temporary left
+    loaded = export.load(path)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="binary"):
+        loaded.log_likelihood(images * 0.5, 4)
+    with pytest.raises(ValueError, match="not a SavedModel"):
+        export.load(tmp_path)
+
+
+def test_exported_log_likelihood_matches_quadrature_with_a_partial_last_chunk():
+    # 1-D latent: log p(x) = log ∫ N(z; 0, 1) Π_d Bern(x_d | decoder(z)) dz on a grid.
+    model = rem_tf.build_model("iwae", latent_dim=1, hidden_units=(8,), input_shape=(6,), seed=3)
+    x = (np.random.default_rng(0).random((5, 6)) < 0.5).astype(np.float32)
+    grid = np.linspace(-12, 12, 24001)
+    logits = model.decode(grid[:, None].astype(np.float32)).numpy().astype(np.float64)  # [G, 6]
+    log_lik = (x[None] * logits[:, None] - np.logaddexp(0, logits[:, None])).sum(-1)  # [G, 5]
+    log_prior = -0.5 * grid**2 - 0.5 * np.log(2 * np.pi)
+    exact = scipy.special.logsumexp(log_lik + log_prior[:, None], axis=0)
+    exact += np.log(grid[1] - grid[0])
+    functions = export.ModelFunctions(model, chunk_size=3000)
+    estimate = functions.log_likelihood(x, 20000).numpy()  # 6 full chunks and one of 2000
+    np.testing.assert_allclose(estimate, exact, atol=0.02)
+
+
+def test_evaluate_live_and_loaded_agree_and_count_active_units(images, tmp_path):
+    model = tiny_model()
+    path = export.export(model, tmp_path / "sm", chunk_size=50, elbo_samples=20)
+    loaded = export.load(path)
+    live = evaluation.evaluate(model, images, num_samples=120, chunk_size=50, batch_size=5,
+                               elbo_samples=20)
+    from_disk = evaluation.evaluate(loaded, images, num_samples=120, batch_size=5)
+    for key in ("log_likelihood", "elbo", "kl_to_prior"):
+        assert live[key] == pytest.approx(from_disk[key], rel=1e-5), key
+    assert live["nll"] == -live["log_likelihood"]
+    # Active units and KL by hand from the encoder.
+    loc, scale = (t.numpy().astype(np.float64) for t in model.encode(images))
+    variance = loc.var(axis=0)
+    np.testing.assert_allclose(live["encoder_mean_variance"], variance, rtol=1e-4, atol=1e-9)
+    assert live["active_units"] == int(np.sum(variance > 0.01))
+    kl = 0.5 * np.sum(loc**2 + scale**2 - 1 - 2 * np.log(scale), axis=1).mean()
+    assert live["kl_to_prior"] == pytest.approx(kl, rel=1e-4)
+    assert live["num_examples"] == len(images) and live["latent_dim"] == 2
+    table = evaluation.format_table(live, title="tiny")
+    assert "NLL" in table and "active units" in table
+
+
+def test_active_units_threshold():
+    assert evaluation.active_units([0.5, 0.011, 0.01, 0.0]) == 2
+    assert evaluation.active_units([0.5, 0.011, 0.01, 0.0], threshold=0.001) == 3
+
+
+def test_evaluate_rejects_grey_levels(images):
+    with pytest.raises(ValueError, match="binary"):
+        evaluation.evaluate(tiny_model(), images * 0.5, num_samples=4)

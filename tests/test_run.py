@@ -1,0 +1,290 @@
+"""run.py end to end on tiny data: train → export → evaluate, resume after a kill, bad flags.
+
+Every run.py call is a subprocess (as a user runs it): a few seconds each on
+40 images, batch 10 (4 steps per epoch), latent 2, K = 4.
+"""
+
+import glob
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from test_run_common import (
+    REPO, environment, read_csv, read_json, run_py, tiny_args, write_tiny_mnist,
+)
+
+sys.path.insert(0, str(REPO))  # `import run`, `from configs import ...`
+
+import run  # noqa: E402  (defines absl flags; the functions tested here do not read them)
+
+LOAD_WITHOUT_REM_TF = r"""
+import sys
+sys.modules["rem_tf"] = None  # `import rem_tf` now raises ImportError
+import json
+import numpy as np
+import tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+images = np.load(sys.argv[2])
+seed = [v.numpy().tolist() for v in loaded.model_variables if v.name.startswith("particle_seed/")]
+out = {"seed_state": seed[0], "log_likelihood": loaded.log_likelihood(images, 200).numpy().tolist(),
+       "loc": loaded.encode(images)["loc"].numpy().tolist()}
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_tiny_mnist(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory):
+    """One uninterrupted train_and_evaluate run: (workdir, CompletedProcess)."""
+    workdir = tmp_path_factory.mktemp("reference") / "run"
+    proc = run_py([*tiny_args(data_dir), f"--workdir={workdir}"])
+    return workdir, proc
+
+
+def test_run_directory_holds_config_logs_checkpoints_exports_and_evaluation(reference):
+    workdir, proc = reference
+    config = read_json(workdir / "config.json")
+    assert config["method"] == "rem_v2" and config["data"]["name"] == "mnist"
+    assert config["training"]["batch_size"] == 10 and config["training"]["num_particles"] == 4
+    assert config["model"]["hidden_units"] == [8] and config["workdir"] == str(workdir)
+    versions = read_json(workdir / "versions.json")
+    for key in ("python", "tensorflow", "keras", "tensorflow_probability", "numpy", "rem_tf"):
+        assert versions[key], key
+    assert read_json(workdir / "run.json")["steps_per_epoch"] == 4
+    rows = read_csv(workdir / "train_log.csv")
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert {"loss", "elbo", "log_likelihood", "kl_to_prior", "learning_rate"} <= set(rows[0])
+    # Burda schedule: epoch 0 at 1e-3, epoch 1 (stage 1) at 1e-3·10^(−1/7).
+    assert float(rows[0]["learning_rate"]) == pytest.approx(1e-3)
+    assert float(rows[1]["learning_rate"]) == pytest.approx(1e-3 * 10 ** (-1 / 7), rel=1e-6)
+    # TensorBoard scalars, one per epoch.
+    events = glob.glob(str(workdir / "tensorboard" / "train" / "events.out.tfevents.*"))
+    assert events
+    losses = {}
+    for record in tf.data.TFRecordDataset(events):
+        event = tf.compat.v1.Event.FromString(record.numpy())
+        for value in event.summary.value:
+            if value.tag == "epoch_loss":
+                losses[event.step] = float(tf.make_ndarray(value.tensor))
+    assert sorted(losses) == [1, 2]
+    assert losses[2] == pytest.approx(float(rows[1]["loss"]), rel=1e-6)
+    assert (workdir / "checkpoints" / "checkpoint").is_file()
+    assert (workdir / "model.keras").is_file()
+    assert (workdir / "saved_model" / "saved_model.pb").is_file()
+    results = read_json(workdir / "eval_test.json")
+    assert results["num_examples"] == 16 and results["num_samples"] == 40
+    assert results["nll"] == pytest.approx(-results["log_likelihood"])
+    assert results["log_likelihood"] >= results["elbo"] - 1.0
+    assert 0 <= results["active_units"] <= 2 and results["kl_to_prior"] >= 0
+    assert "NLL (nats)" in proc.stdout and "active units" in proc.stdout
+    summary = read_json(workdir / "train_summary.json")
+    assert summary["global_step"] == 8 and summary["resumed_from_step"] == 0
+
+
+def test_saved_model_reloads_without_rem_tf_and_agrees_with_the_trained_model(reference, data_dir,
+                                                                              tmp_path):
+    import keras  # noqa: PLC0415
+
+    from rem_tf import data, export  # noqa: PLC0415
+
+    workdir, _ = reference
+    images = next(iter(data.load("mnist", "test", source="files", data_dir=data_dir,
+                                 batch_size=8))).numpy()
+    np.save(tmp_path / "images.npy", images)
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_WITHOUT_REM_TF, str(workdir / "saved_model"),
+         str(tmp_path / "images.npy")], capture_output=True, text=True, timeout=300,
+        env=environment(), cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT ", 1)[1])
+
+    # The in-process model: the .keras file of the same run, at the exported seed state.
+    model = keras.models.load_model(workdir / "model.keras")
+    model.seed_generator.state.assign(np.asarray(out["seed_state"], np.int64).astype(
+        model.seed_generator.state.dtype))
+    np.testing.assert_allclose(out["loc"], model.encode(images)[0], rtol=1e-5, atol=1e-6)
+    chunk = export.metadata(workdir / "saved_model")["chunk_size"]
+    live = export.ModelFunctions(model, chunk_size=chunk).log_likelihood(images, 200).numpy()
+    np.testing.assert_allclose(out["log_likelihood"], live, rtol=1e-5)
+    # and, with other particles, the model's own estimator agrees to Monte Carlo error
+    # (K = 2000: the spread of the estimate on this tiny model is well below 0.5 nats)
+    other = model.log_likelihood(images, num_samples=2000)
+    np.testing.assert_allclose(other, live, atol=0.5)
+
+
+def test_kill_mid_epoch_and_rerun_resumes_to_the_same_result(reference, data_dir, tmp_path):
+    reference_dir, _ = reference
+    args = [*tiny_args(data_dir), f"--workdir={tmp_path / 'run'}", "--mode=train"]
+    # Checkpoints at steps 3, 4 (end of epoch 1) and 7; dies right after step 7,
+    # in the middle of epoch 2, without any clean-up.
+    killed = run_py([*args, "--testing_exit_after_step=7"], check=False)
+    assert killed.returncode == 3, killed.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoints" / "ckpt-7.index").is_file()
+    assert [row["epoch"] for row in read_csv(tmp_path / "run" / "train_log.csv")] == ["0"]
+
+    resumed = run_py(args)  # the same command again
+    assert "Resuming" in resumed.stderr and "from step 7" in resumed.stderr
+    summary = read_json(tmp_path / "run" / "train_summary.json")
+    expected = read_json(reference_dir / "train_summary.json")
+    assert summary["resumed_from_step"] == 7 and summary["global_step"] == expected["global_step"]
+    # Weights, both optimizers, the particle seed state and the data order were
+    # restored: the result is the uninterrupted run's, bit for bit.
+    assert summary["weights_sha256"] == expected["weights_sha256"]
+    rows, reference_rows = (read_csv(d / "train_log.csv") for d in (tmp_path / "run",
+                                                                      reference_dir))
+    assert len(rows) == len(reference_rows) == 2
+    for row, ref in zip(rows, reference_rows):
+        for key in ref:
+            assert float(row[key]) == pytest.approx(float(ref[key]), rel=1e-6), key
+
+    # Once finished, the same command trains no more (it re-exports).
+    again = run_py(args)
+    assert "finished at step 8" in again.stdout
+    assert read_json(tmp_path / "run" / "train_summary.json")["resumed_from_step"] == 8
+    assert len(read_csv(tmp_path / "run" / "train_log.csv")) == 2
+
+
+def test_another_config_in_the_same_workdir_is_refused(reference, data_dir):
+    workdir, _ = reference
+    proc = run_py([*tiny_args(data_dir), f"--workdir={workdir}", "--num_particles=5"],
+                  check=False)
+    assert proc.returncode == 2
+    assert "training.num_particles: 4 -> 5" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_evaluate_mode_on_the_saved_model_and_on_the_keras_file(reference, tmp_path):
+    workdir, _ = reference
+    # The data section comes from the SavedModel's stored config (the tiny files);
+    # the evaluation settings from --config (default.py) with overrides.
+    proc = run_py(["--mode=evaluate", f"--saved_model={workdir / 'saved_model'}",
+                   f"--workdir={tmp_path / 'a'}", "--config.evaluation.num_samples=30",
+                   "--config.evaluation.elbo_samples=10"])
+    results = read_json(tmp_path / "a" / "eval_test.json")
+    assert results["num_samples"] == 30 and results["num_examples"] == 16
+    assert results["dataset"] == "mnist" and results["source"] == "files"
+    assert "NLL (nats)" in proc.stdout
+    run_py(["--mode=evaluate", f"--saved_model={workdir / 'model.keras'}",
+            f"--workdir={tmp_path / 'b'}", "--config.evaluation.num_samples=30",
+            "--config.evaluation.elbo_samples=10"])
+    from_keras = read_json(tmp_path / "b" / "eval_test.json")
+    assert from_keras["model"].endswith("model.keras")
+    # Same weights, other particles: the two NLLs agree to Monte Carlo error.
+    assert from_keras["nll"] == pytest.approx(results["nll"], abs=1.0)
+    assert from_keras["kl_to_prior"] == pytest.approx(results["kl_to_prior"], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--num_particles=0"], "training.num_particles (--num_particles) must be >= 1"),
+        (["--mode=evaluate", "--saved_model=/nonexistent/model"], "no SavedModel"),
+        (["--method=rem_v3"], "unknown method 'rem_v3'"),
+        (["--dataset=cifar10"], "unknown dataset 'cifar10'"),
+        (["--method=rem_v1", "--num_particles=1"], "rem_v1 needs num_particles >= 2"),
+        (["DATA", "--batch_size=7", "--strategy=mirrored", "--config.distribute.num_cpu_devices=2"],
+         "not divisible by the 2 replicas"),
+        (["--dataset=mnist", "--config.data.source=files", "--config.data.data_dir=EMPTY"],
+         "no local file"),
+    ],
+)
+def test_bad_flags_fail_with_one_line_and_status_2(flags, message, data_dir, tmp_path):
+    flags = [f.replace("EMPTY", str(tmp_path)) for f in flags]
+    if flags[0] == "DATA":
+        flags = [*tiny_args(data_dir), *flags[1:]]
+    proc = run_py([*flags, f"--workdir={tmp_path / 'run'}"], check=False)
+    assert proc.returncode == 2, (proc.stdout[-2000:], proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last, last
+
+
+# ------------------------------------------------------------ pure parts of run.py
+
+
+def test_epoch_plan_resumes_mid_epoch_then_runs_whole_epochs():
+    assert run.epoch_plan(0, 4, 3) == [(0, 0), (1, 0), (2, 0)]
+    assert run.epoch_plan(4, 4, 3) == [(1, 0), (2, 0)]
+    assert run.epoch_plan(7, 4, 3) == [(1, 3), (2, 0)]
+    assert run.epoch_plan(12, 4, 3) == []
+    assert run.epoch_plan(11, 4, 2) == []  # past the end (fewer epochs asked): nothing
+
+
+def test_epoch_seed_depends_on_seed_and_epoch_only():
+    seeds = {run.epoch_seed(2019, e) for e in range(100)}
+    assert len(seeds) == 100 and run.epoch_seed(2019, 5) == run.epoch_seed(2019, 5)
+    assert run.epoch_seed(2019, 5) != run.epoch_seed(2020, 5)
+    assert all(0 <= s < 2**31 for s in seeds)
+
+
+def test_resuming_allows_more_epochs_but_not_another_model():
+    from configs import default  # noqa: PLC0415
+
+    config = default.get_config()
+    config.workdir = "/tmp/x"
+    stored = json.loads(config.to_json())
+    config.training.epochs = 300
+    config.evaluation.num_samples = 10
+    config.distribute.strategy = "mirrored"
+    run.check_resumable(stored, config)  # fine
+    config.model.latent_dim = 5
+    with pytest.raises(run.UserError, match="model.latent_dim: 20 -> 5"):
+        run.check_resumable(stored, config)
+
+
+def test_truncate_csv_drops_epochs_to_be_redone(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss\n0,3.0\n1,2.0\n2,1.0\n")
+    run._truncate_csv(path, 2)
+    assert path.read_text().splitlines() == ["epoch,loss", "0,3.0", "1,2.0"]
+    run._truncate_csv(tmp_path / "missing.csv", 0)  # no file: nothing to do
+
+
+def _load_config(name):
+    spec = importlib.util.spec_from_file_location(f"config_{name}", REPO / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+@pytest.mark.parametrize("name", ["default", "quick", "paper_stochastic_mnist", "paper_omniglot"])
+def test_config_files_are_valid_and_share_the_paper_model(name):
+    import rem_tf  # noqa: PLC0415
+    from rem_tf import data  # noqa: PLC0415
+
+    config, paper = _load_config(name), _load_config("default")
+    assert config.method in rem_tf.METHODS and config.data.name in data.NAMES
+    assert config.data.source is None or config.data.source in data.SOURCES
+    run.check_config(config, "train_and_evaluate")
+    for field in ("latent_dim", "hidden_units", "activation", "scale_activation", "covariance"):
+        assert config.model[field] == paper.model[field], field
+    assert config.seed == 2019 and config.training.learning_rate == 1e-3
+    assert config.training.schedule == "burda"
+    assert (REPO / "configs" / f"{name}.py").read_text().count("python run.py") >= 1
+
+
+def test_paper_defaults():
+    config = _load_config("default")
+    assert config.model.latent_dim == 20 and tuple(config.model.hidden_units) == (200, 200)
+    assert config.model.activation == "tanh"
+    assert config.training.num_particles == 1000 and config.training.batch_size == 20
+    assert config.training.epochs == 200 and config.data.name == "binarized_mnist"
+    assert config.evaluation.num_samples == 5000
+    assert config.evaluation.active_units_threshold == 0.01
+    assert config.model.output_bias_from_data
+
+
+def test_quick_config_runs_on_offline_mnist():
+    config = _load_config("quick")
+    assert config.data.name == "mnist" and config.data.source == "offline"
+    assert config.training.num_particles == 10 and config.training.batch_size == 100
+
