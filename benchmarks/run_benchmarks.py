@@ -173,7 +173,8 @@ def markdown(results):
         for method in dict.fromkeys(row["method"] for row in results["particle_sweep"]):
             rates = {r["num_particles"]: r["steps_per_second"]
                      for r in results["particle_sweep"] if r["method"] == method}
-            lines.append(f"| {method} | " + " | ".join(f"{rates[k]:.2f}" for k in ks) + " |")
+            lines.append(f"| {method} | " + " | ".join(
+                f"{rates[k]:.2f}" if k in rates else "–" for k in ks) + " |")
     for row in results.get("evaluation", []):
         lines += ["", f"`log_likelihood` with K = {row['num_samples']} over {row['images']} images "
                   f"(chunks of {row['chunk_size']} particles × {row['batch_size']} images, "
@@ -193,7 +194,7 @@ def main():
     args = parser.parse_args()
     if args.eval_child:
         num_images, num_samples, jit = args.eval_child
-        return evaluation_child(num_images, num_samples, 500, 100, bool(jit))
+        return evaluation_child(num_images, num_samples, 200, 100, bool(jit))
 
     methods = args.methods.split(",")
     results = {
@@ -218,6 +219,8 @@ def main():
     if not args.quick:
         for method in methods:
             for k in (1, 10, 100, 1000, 5000):
+                if k < rem_tf.METHODS[method].min_particles:
+                    continue  # e.g. REM needs K >= 2
                 rate = train_steps_per_second(method, k, "fast", args.seconds / 2)
                 results["particle_sweep"].append(
                     {"method": method, "num_particles": k, "steps_per_second": rate})

@@ -75,7 +75,7 @@ def get_config():
     config.evaluation = ml_collections.ConfigDict()
     config.evaluation.split = "test"
     config.evaluation.num_samples = 5000  # K of the importance-sampled log-likelihood
-    config.evaluation.chunk_size = 500  # particles per chunk: memory ~ batch × chunk × 784 floats
+    config.evaluation.chunk_size = 200  # particles per chunk: memory ~ batch × chunk × 784 floats
     config.evaluation.batch_size = 100
     config.evaluation.elbo_samples = 1000  # particles of the ELBO estimate
     config.evaluation.active_units_threshold = 0.01

@@ -19,7 +19,7 @@ import numpy as np
 from rem_tf import estimators
 
 
-def as_functions(model_or_loaded, *, chunk_size=500, elbo_samples=100):
+def as_functions(model_or_loaded, *, chunk_size=200, elbo_samples=100):
     """The exported functions of a live model, or the loaded SavedModel itself.
 
     Args:
@@ -57,7 +57,7 @@ def evaluate(
     images,
     *,
     num_samples=5000,
-    chunk_size=500,
+    chunk_size=200,
     batch_size=100,
     elbo_samples=100,
     active_units_threshold=0.01,

@@ -51,7 +51,7 @@ class ModelFunctions(tf.Module):
       elbo_samples: particles averaged by `elbo`.
     """
 
-    def __init__(self, model, *, chunk_size=500, elbo_samples=100, name="rem_tf_model"):
+    def __init__(self, model, *, chunk_size=200, elbo_samples=100, name="rem_tf_model"):
         super().__init__(name=name)
         if int(chunk_size) < 1 or int(elbo_samples) < 1:
             raise ValueError("chunk_size and elbo_samples must be >= 1")
@@ -130,7 +130,7 @@ class ModelFunctions(tf.Module):
         }
 
 
-def export(model, path, *, chunk_size=500, elbo_samples=100, metadata=None):
+def export(model, path, *, chunk_size=200, elbo_samples=100, metadata=None):
     """Saves `model` as a SavedModel at `path` (replacing what is there).
 
     Args:

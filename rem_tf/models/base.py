@@ -456,7 +456,7 @@ class GenerativeModel(keras.Model):
             )
         return cache[key]
 
-    def log_likelihood(self, x, num_samples=5000, chunk_size=500, batch_size=100, jit_compile=None):
+    def log_likelihood(self, x, num_samples=5000, chunk_size=200, batch_size=100, jit_compile=None):
         """Importance-sampled log p(x) in nats, with the encoder as proposal.
 
         log p(x) ≈ logsumexp_k log w_k − log K, K = num_samples, computed
