@@ -277,20 +277,7 @@ def test_stl_encoder_gradient_is_biased_for_many_particles(binary_data):
 # --------------------------------------------------------------- training
 
 
-@pytest.mark.parametrize("method", NEW_METHODS)
-@pytest.mark.parametrize("frozen", ["model", "proposal"])
-def test_a_zero_learning_rate_leaves_its_network_bit_identical(method, frozen, binary_data):
-    model = small_model(method)
-    rates = {"model": 1e-2, "proposal": 1e-2, frozen: 0.0}
-    model.compile(model_optimizer=keras.optimizers.Adam(rates["model"]),
-                  proposal_optimizer=keras.optimizers.Adam(rates["proposal"]))
-    frozen_net, moving_net = ((model.decoder, model.encoder) if frozen == "model"
-                              else (model.encoder, model.decoder))
-    before_frozen, before_moving = frozen_net.get_weights(), moving_net.get_weights()
-    model.fit(binary_data[0][:40], batch_size=20, epochs=1, verbose=0, shuffle=False)
-    for a, b in zip(before_frozen, frozen_net.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    assert any(np.any(a != b) for a, b in zip(before_moving, moving_net.get_weights()))
+# The zero-learning-rate isolation test covers these methods in test_models.py.
 
 
 @pytest.mark.parametrize("method", NEW_METHODS)

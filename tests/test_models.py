@@ -60,7 +60,7 @@ def test_rem_losses_touch_only_their_own_network(method, binary_data):
             assert g is None or not np.any(g.numpy()), f"{loss_name} leaks into {other.name}"
 
 
-@pytest.mark.parametrize("method", ["rem_v1", "rem_v2", "iwae"])
+@pytest.mark.parametrize("method", sorted(rem_tf.METHODS))
 @pytest.mark.parametrize("frozen", ["model", "proposal"])
 def test_a_zero_learning_rate_leaves_its_network_bit_identical(method, frozen, binary_data):
     model = small_model(method)
