@@ -8,6 +8,20 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+TEST_SEED = int(os.environ.get("REM_TF_TEST_SEED", "2019"))
+
+
+@pytest.fixture(autouse=True)
+def seeded_weights():
+    """Seeds Keras/NumPy/TF before every test, so network initialisations (which the
+    models' `seed` argument does not cover) are the same on every machine and order.
+    REM_TF_TEST_SEED=<n> reruns the suite on other initialisations to look for flaky
+    tolerances."""
+    import keras
+
+    keras.utils.set_random_seed(TEST_SEED)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long tests, run with `-m slow` (CI runs them too)")
 
