@@ -50,16 +50,21 @@ PAPER_TEST_NLL = {  # Dieng & Paisley (2019), Table 2, stochastic MNIST, K = 100
 FIG2_METHODS = ("vae", "iwae", "rem_v1", "rem_v2")
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.path.join(ROOT, "results"))
-    parser.add_argument("--methods", default=",".join(rem_tf.METHODS))
+def add_budget_arguments(parser):
+    """The training and evaluation budget every method gets (shared with seed_variation.py)."""
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--num_particles", type=int, default=20)
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--eval_samples", type=int, default=5000)
     parser.add_argument("--curve_samples", type=int, default=100)
     parser.add_argument("--train_eval_images", type=int, default=2000)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(ROOT, "results"))
+    parser.add_argument("--methods", default=",".join(rem_tf.METHODS))
+    add_budget_arguments(parser)
     parser.add_argument("--fig2_epochs", type=int, default=1)
     parser.add_argument("--fig2_particles", default="1,5,10,50")
     parser.add_argument("--seed", type=int, default=2019)

@@ -36,12 +36,7 @@ def parse_args():
     parser.add_argument("--baseline", default=os.path.join(ROOT, "results"),
                         help="directory of the main comparison (its seed is read from meta.json)")
     parser.add_argument("--out", default=os.path.join(ROOT, "results", "seeds"))
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--num_particles", type=int, default=20)
-    parser.add_argument("--batch_size", type=int, default=100)
-    parser.add_argument("--eval_samples", type=int, default=5000)
-    parser.add_argument("--curve_samples", type=int, default=100)
-    parser.add_argument("--train_eval_images", type=int, default=2000)
+    compare_methods.add_budget_arguments(parser)
     return parser.parse_args()
 
 

@@ -1,4 +1,4 @@
-"""Shared test set-up: quiet TensorFlow, small models, markers."""
+"""Shared test set-up: quiet TensorFlow, seeded weights, small synthetic data."""
 
 import os
 
@@ -6,7 +6,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
 
 TEST_SEED = int(os.environ.get("REM_TF_TEST_SEED", "2019"))
 
@@ -17,13 +16,9 @@ def seeded_weights():
     models' `seed` argument does not cover) are the same on every machine and order.
     REM_TF_TEST_SEED=<n> reruns the suite on other initialisations to look for flaky
     tolerances."""
-    import keras
+    import keras  # noqa: PLC0415
 
     keras.utils.set_random_seed(TEST_SEED)
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long tests, run with `-m slow` (CI runs them too)")
 
 
 @pytest.fixture
