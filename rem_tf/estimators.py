@@ -137,7 +137,8 @@ def moment_match(z, weights, covariance="unweighted", ridge=1e-6):
       z: [K, B, L] particles.
       weights: [K, B] self-normalized weights α.
       covariance: "weighted" or "unweighted".
-      ridge: ε ≥ 0 added to the diagonal.
+      ridge: ε added to the diagonal; keep it > 0 where a Cholesky factor is taken
+        (with ε = 0 and K ≤ L the factor is NaN).
 
     Returns:
       mean [B, L] and covariance [B, L, L] (symmetric positive definite),

@@ -42,6 +42,22 @@ def as_functions(model_or_loaded, *, chunk_size=200, elbo_samples=100):
     return model_or_loaded
 
 
+def _as_input_shape(images, functions):
+    """[N, *input_shape] or flattened [N, D] images -> [N, *input_shape]; else ValueError."""
+    signature = getattr(functions.log_likelihood, "input_signature", None)
+    if not signature:
+        return images
+    image_shape = tuple(signature[0].shape[1:])
+    if images.shape[1:] == image_shape:
+        return images
+    if images[0].size != int(np.prod(image_shape)):
+        raise ValueError(
+            f"the model expects images of shape {image_shape} (or flattened "
+            f"({int(np.prod(image_shape))},)); got a batch of shape {images.shape}"
+        )
+    return images.reshape((len(images),) + image_shape)
+
+
 def active_units(encoder_means_variance, threshold=0.01):
     """Number of latent dimensions whose encoder mean varies over the data by more than `threshold`.
 
@@ -70,7 +86,7 @@ def evaluate(
 
     Args:
       model_or_loaded: a `GenerativeModel` or a loaded SavedModel (see `as_functions`).
-      images: float32 array [N, *input_shape] of binary images.
+      images: float32 array [N, *input_shape] (or flattened [N, D]) of binary images.
       num_samples: K of the importance-sampled log-likelihood (the field's convention: 5000).
       chunk_size: particles per chunk (live models only; a SavedModel uses its own).
       batch_size: images per call.
@@ -92,6 +108,7 @@ def evaluate(
     if not np.all((images == 0) | (images == 1)):
         raise ValueError("images must be binary (0 or 1); binarize them first")
     functions = as_functions(model_or_loaded, chunk_size=chunk_size, elbo_samples=elbo_samples)
+    images = _as_input_shape(images, functions)
     start = time.time()
     n = len(images)
     sums = {"log_likelihood": 0.0, "elbo": 0.0, "kl_to_prior": 0.0}

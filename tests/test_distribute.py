@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from test_run_common import (
@@ -123,6 +124,50 @@ def test_mirrored_first_step_is_the_sum_of_per_replica_gradients_over_the_global
         # gradient has a signal-to-noise ratio that falls with K (Rainforth et al., 2018),
         # so its two independent estimates differ by O(1); the oracle above covers it.
         assert r["mirrored_vs_default_decoder"] < 0.3, (method, r)
+
+
+# Global batches of 4 and then 3 images on 2 replicas: the second splits 2 + 1 (a partial
+# last batch; Keras itself cannot take an uneven FIRST batch). The θ loss is replaced by a
+# deterministic one, −Σ_d x_d · b_d (b = the decoder's output bias), so each SGD step must
+# move b by exactly lr · (mean of x over that global batch); dividing each replica's sum by
+# (its batch × replicas) would give lr · (x4/4 + x5/4 + x6/2) for the second.
+UNEVEN_SPLIT = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+import rem_tf
+
+class LinearThetaLoss(rem_tf.METHODS["rem_v1"]):
+    def compute_losses(self, x):
+        losses = super().compute_losses(x)
+        bias = self.decoder.trainable_variables[-1]  # [D]
+        return losses._replace(model_loss=-tf.reduce_sum(x * bias, axis=-1))
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+x = (np.random.default_rng(0).random((7, 6)) < 0.5).astype(np.float32)
+with strategy.scope():
+    model = LinearThetaLoss(latent_dim=2, hidden_units=(4,), input_shape=(6,), num_particles=3)
+    model.compile(model_optimizer=keras.optimizers.SGD(0.5), proposal_optimizer="sgd")
+bias = model.decoder.trainable_variables[-1]
+before = bias.numpy()
+model.fit(tf.data.Dataset.from_tensor_slices(x).batch(4), epochs=1, verbose=0)
+print("RESULT " + json.dumps({"delta": (bias.numpy() - before).tolist(),
+                              "expected": (0.5 * (x[:4].mean(0) + x[4:].mean(0))).tolist(),
+                              "per_replica": (0.5 * (x[:4].mean(0) + x[4:6].sum(0) / 4
+                                                     + x[6] / 2)).tolist()}))
+"""
+
+
+def test_a_partial_global_batch_that_splits_unevenly_is_averaged_over_all_its_images():
+    proc = subprocess.run([sys.executable, "-c", UNEVEN_SPLIT], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env=environment())
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert not np.allclose(result["per_replica"], result["expected"])  # the data tells them apart
+    np.testing.assert_allclose(result["delta"], result["expected"], rtol=1e-5, atol=1e-7)
 
 
 def _free_port():

@@ -165,6 +165,15 @@ def test_active_units_threshold():
     assert evaluation.active_units([0.5, 0.011, 0.01, 0.0], threshold=0.001) == 3
 
 
-def test_evaluate_rejects_grey_levels(images):
+def test_evaluate_takes_flattened_images_and_rejects_bad_ones(images, tmp_path):
+    path = export.export(tiny_model(), tmp_path / "sm", chunk_size=50, elbo_samples=20)
+    # Two loads start from the same exported seed state, so they draw the same particles.
+    shaped = evaluation.evaluate(export.load(path), images, num_samples=60, batch_size=5)
+    flat = evaluation.evaluate(export.load(path), images.reshape(len(images), 784),
+                               num_samples=60, batch_size=5)
+    for key in ("log_likelihood", "elbo", "kl_to_prior"):
+        assert flat[key] == pytest.approx(shaped[key], rel=1e-6), key
+    with pytest.raises(ValueError, match=r"\(28, 28, 1\).*\(12, 783\)"):
+        evaluation.evaluate(tiny_model(), images.reshape(12, 784)[:, :783], num_samples=4)
     with pytest.raises(ValueError, match="binary"):
         evaluation.evaluate(tiny_model(), images * 0.5, num_samples=4)

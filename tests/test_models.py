@@ -147,8 +147,18 @@ def test_bad_inputs_are_clear_value_errors(binary_data):
     model = small_model("iwae")
     model.compile(optimizer="adam")
     train = binary_data[0]
-    with pytest.raises(ValueError, match=r"shape \(16,\)"):
+    with pytest.raises(ValueError, match=r"shape \(16,\).*array of shape \(10, 15\)"):
         model.fit(np.zeros((10, 15), np.float32), verbose=0)
+    with pytest.raises(ValueError, match="unbatched"):
+        model.fit(tf.data.Dataset.from_tensor_slices(train), verbose=0)
+    with pytest.raises(ValueError, match="ridge must be > 0"):
+        rem_tf.build_model("rem_v1", ridge=0.0, **SMALL)
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        with pytest.raises(ValueError, match="float32"):
+            rem_tf.build_model("iwae", **SMALL)
+    finally:
+        keras.config.set_dtype_policy("float32")
     with pytest.raises(ValueError, match="binary"):
         model.fit(train * 0.5, verbose=0)
     nan = train.copy()
@@ -159,6 +169,8 @@ def test_bad_inputs_are_clear_value_errors(binary_data):
         model.fit(tf.data.Dataset.from_tensor_slices(train * 0.5).batch(10), verbose=0)
     with pytest.raises(ValueError, match="binary"):
         model.log_likelihood(train[:2] + 0.5)
+    with pytest.raises(ValueError, match="num_samples must be an integer"):
+        model.log_likelihood(train[:2], num_samples=2.7)
 
 
 def test_compile_forms():

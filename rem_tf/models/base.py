@@ -84,6 +84,14 @@ class GenerativeModel(keras.Model):
             )
         if int(latent_dim) < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if not float(ridge) > 0:  # ridge 0 gives a NaN Cholesky factor, silently, when K <= L
+            raise ValueError(f"ridge must be > 0, got {ridge}")
+        if keras.config.dtype_policy().compute_dtype != "float32":
+            raise ValueError(
+                f"rem_tf models compute in float32; the global Keras dtype policy is "
+                f"{keras.config.dtype_policy().name!r} (set it back with "
+                f"keras.config.set_dtype_policy('float32'))"
+            )
         self.latent_dim = int(latent_dim)
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.num_particles = int(num_particles)
@@ -211,7 +219,7 @@ class GenerativeModel(keras.Model):
 
     def decode(self, z):
         """Bernoulli logits [..., D] for z [..., L], D = prod(input_shape)."""
-        return self.decoder(tf.convert_to_tensor(z, tf.float32))
+        return self.decoder(tf.cast(z, tf.float32))
 
     def recognition(self, loc, scale):
         """r_eta(z|x) = N(loc, diag(scale²)) as a TFP distribution, batch [B]."""
@@ -261,24 +269,33 @@ class GenerativeModel(keras.Model):
 
     # ------------------------------------------------------------ input checks
 
+    def _check_batch_shape(self, batch_shape, what="a batch"):
+        """Raises ValueError unless batch_shape is [B, *input_shape] or [B, D]."""
+        batch_shape = tuple(batch_shape)
+        per_example = batch_shape[1:]
+        if per_example in (self.image_shape, (self.data_dim,)):
+            return
+        hint = f"Build the model with input_shape={per_example} or reshape the data."
+        if batch_shape in (self.image_shape, (self.data_dim,)):
+            hint = ("It looks unbatched: batch it, e.g. dataset.batch(20) or "
+                    "rem_tf.data.load(..., batch_size=20).")
+        raise ValueError(
+            f"{type(self).__name__} expects images of shape {self.image_shape} "
+            f"(or flattened ({self.data_dim},)) per example; got {what} of shape "
+            f"{batch_shape}. {hint}"
+        )
+
     def flatten_images(self, x):
         """[B, *input_shape] (or [B, D]) -> float32 [B, D]; a wrong shape raises ValueError."""
         x = tf.convert_to_tensor(x)
-        per_example = tuple(x.shape[1:])
-        if per_example not in (self.image_shape, (self.data_dim,)):
-            raise ValueError(
-                f"{type(self).__name__} expects images of shape {self.image_shape} "
-                f"(or flattened ({self.data_dim},)) per example; got a batch of shape "
-                f"{tuple(x.shape)}. Build the model with input_shape={per_example} "
-                f"or reshape the data."
-            )
+        self._check_batch_shape(x.shape)
         return tf.reshape(tf.cast(x, tf.float32), [-1, self.data_dim])
 
     def _check_array(self, x):
         x = np.asarray(x)
         if x.ndim < 2:
             raise ValueError(f"expected a batch of images, got an array of shape {x.shape}")
-        self.flatten_images(x[:1])
+        self._check_batch_shape(x.shape, "an array")
         bad = ~((x == 0) | (x == 1))
         if bad.any():
             first = np.argwhere(bad)[0]
@@ -295,9 +312,8 @@ class GenerativeModel(keras.Model):
             images_spec = images_spec[0]
         elif isinstance(images_spec, dict):
             raise ValueError("expected a dataset of images (or (images, ...) tuples), not dicts")
-        per_example = images_spec.shape[1:]
-        if per_example.is_fully_defined():
-            self.flatten_images(tf.zeros([1, *per_example], tf.float32))
+        if images_spec.shape.rank is not None and images_spec.shape[1:].is_fully_defined():
+            self._check_batch_shape(images_spec.shape, "dataset elements")
 
         def check(*element):
             images = element[0]
@@ -364,12 +380,15 @@ class GenerativeModel(keras.Model):
         x = self._images(data)  # [B, D]
         decoder_vars = self.decoder.trainable_variables
         encoder_vars = self.encoder.trainable_variables
+        global_batch = self._global_batch_size(x)
         with tf.GradientTape(persistent=not self.shared_loss) as tape:
             losses = self.compute_losses(x)
             # Sum over the replica's examples / global batch: gradients are
             # summed across replicas by the optimizer.
-            model_loss = tf.nn.compute_average_loss(losses.model_loss)
-            proposal_loss = tf.nn.compute_average_loss(losses.proposal_loss)
+            model_loss = tf.nn.compute_average_loss(losses.model_loss, global_batch_size=global_batch)
+            proposal_loss = tf.nn.compute_average_loss(
+                losses.proposal_loss, global_batch_size=global_batch
+            )
         if self.shared_loss:
             grads = tape.gradient(model_loss, decoder_vars + encoder_vars)
             decoder_grads, encoder_grads = grads[: len(decoder_vars)], grads[len(decoder_vars):]
@@ -383,6 +402,15 @@ class GenerativeModel(keras.Model):
             self.optimizer.apply(decoder_grads, decoder_vars)
             self.proposal_optimizer.apply(encoder_grads, encoder_vars)
         return self._update_metrics(losses)
+
+    @staticmethod
+    def _global_batch_size(x):
+        """Images in this step over all replicas (a global batch may split unevenly)."""
+        replica = tf.distribute.get_replica_context()
+        local = tf.shape(x)[0]
+        if replica is None or replica.num_replicas_in_sync == 1:
+            return local
+        return replica.all_reduce(tf.distribute.ReduceOp.SUM, local)
 
     def test_step(self, data):
         return self._update_metrics(self.compute_losses(self._images(data)))
@@ -407,6 +435,11 @@ class GenerativeModel(keras.Model):
 
     def sample(self, num_samples, seed=None):
         """Draws images from the model: z ~ N(0, I), x ~ Bern(decoder(z)).
+
+        Args:
+          num_samples: N, the number of images.
+          seed: optional int for a reproducible draw; None uses (and advances) the
+            model's particle seed state.
 
         Returns:
           float32 [num_samples, *input_shape] binary images.
@@ -464,14 +497,19 @@ class GenerativeModel(keras.Model):
         is bounded by chunk_size × batch_size particles whatever K and N are.
 
         Args:
-          x: [N, *input_shape] binary images.
+          x: [N, *input_shape] (or flattened [N, D]) binary images.
+          num_samples: K, importance samples per image (an integer >= 1).
+          chunk_size: particles drawn at a time.
+          batch_size: images evaluated at a time.
           jit_compile: compile with XLA; defaults to the model's `jit_compile`.
 
         Returns:
           float32 numpy array [N].
         """
-        if int(num_samples) < 1 or int(chunk_size) < 1 or int(batch_size) < 1:
-            raise ValueError("num_samples, chunk_size and batch_size must be >= 1")
+        for name, value in (("num_samples", num_samples), ("chunk_size", chunk_size),
+                            ("batch_size", batch_size)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         x = self._check_array(x)
         flat = x.reshape(len(x), self.data_dim)
         if jit_compile is None:
