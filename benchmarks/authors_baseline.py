@@ -54,32 +54,13 @@ import statistics
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import HIDDEN, LATENT, PIXELS, cpu_model, decoder_forward_flops  # noqa: E402
+
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-X_DIM, Z_DIM, H_DIM = 784, 20, 200
+X_DIM, Z_DIM, H_DIM = PIXELS, LATENT, HIDDEN[0]  # the authors' x_dim, z_dim, h_dim
 PASSES_PER_STEP = 4  # as run_benchmarks.PASSES_PER_STEP["rem_v1"/"rem_v2"]
 BUSY = re.compile(r"pytest|run\.py|compare_methods")
-
-
-def cpu_model():
-    """The CPU's model name from /proc/cpuinfo (or what platform knows).
-
-    The same as run_benchmarks.cpu_model, which cannot be imported here: that module
-    imports TensorFlow, and this script runs in a torch-only environment.
-    """
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def decoder_forward_flops(num_samples, batch):
-    """FLOPs of one decoder forward pass over K·B particles (matmuls only)."""
-    sizes = (Z_DIM, H_DIM, H_DIM, X_DIM)
-    return 2 * num_samples * batch * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 def step_flops(num_samples, batch):

@@ -25,7 +25,6 @@ through the decoder for the encoder's gradient).
 import argparse
 import json
 import os
-import platform
 import resource
 import socket
 import subprocess
@@ -39,26 +38,16 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import rem_tf  # noqa: E402
+import machine  # noqa: E402  (benchmarks/machine.py)
+from machine import HIDDEN, LATENT, cpu_model  # noqa: E402
 
-LATENT, HIDDEN, PIXELS, BATCH = 20, (200, 200), 784, 20
+BATCH = 20
 PASSES_PER_STEP = {"vae": 3, "iwae": 3, "rws": 3, "rem_v1": 4, "rem_v2": 4, "iwae_stl": 4, "iwae_dreg": 4}
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def decoder_forward_flops(num_particles, batch=BATCH):
-    sizes = (LATENT,) + HIDDEN + (PIXELS,)
-    return 2 * num_particles * batch * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return machine.decoder_forward_flops(num_particles, batch)
 
 
 def step_flops(method, num_particles):
