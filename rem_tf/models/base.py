@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from rem_tf import estimators
+from rem_tf import _keras_compat, estimators
 from rem_tf.networks import Decoder, Encoder
 
 tfd = tfp.distributions
@@ -335,6 +335,8 @@ class GenerativeModel(keras.Model):
         return x  # generators, PyDatasets, distributed datasets: checked in-graph by shape only
 
     def _run_checked(self, run, *args, **kwargs):
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            _keras_compat.patch_multi_worker_metric_reduction()
         try:
             return run(*args, **kwargs)
         except tf.errors.InvalidArgumentError as error:
