@@ -72,7 +72,8 @@ def paired_interval(differences):
 def summary_markdown(nll, seeds, args, commit, baseline_seed=None):
     """nll: {method: {seed: test NLL}} → the markdown summary."""
     baseline = ("" if baseline_seed is None else
-                f"; seed {baseline_seed} is the run of RESULTS.md, read from `{args.baseline}`")
+                f"; seed {baseline_seed} is the run of RESULTS.md, read from "
+                f"`{os.path.relpath(args.baseline, ROOT)}`")
     methods = list(nll)
     lines = [
         "# Seed variation of the method comparison",
@@ -93,7 +94,9 @@ def summary_markdown(nll, seeds, args, commit, baseline_seed=None):
         cells = ["–" if v is None else f"{v:.2f}" for v in values]
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {present.mean():.2f} | {std:.2f} |")
     if "iwae" in nll:
-        lines += ["", "Paired difference to the IWAE (same seed; positive = worse than the IWAE):",
+        lines += ["", "Paired difference to the IWAE (same seed; positive = worse than the IWAE; "
+                  "an interval that excludes 0 means the difference is larger than the "
+                  "seed-to-seed noise at this budget):",
                   "", "| method | per seed | mean | 95 % interval |", "|---|---|---|---|"]
         for method in methods:
             if method == "iwae":
