@@ -76,6 +76,13 @@ def parse_args():
     return parser.parse_args()
 
 
+def check_methods(methods):
+    """Exits with one line if a name in `methods` is not in rem_tf.METHODS."""
+    unknown = sorted(set(methods) - set(rem_tf.METHODS))
+    if unknown:
+        sys.exit(f"error: unknown methods {unknown}; valid: {sorted(rem_tf.METHODS)}")
+
+
 def git_commit():
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
@@ -401,9 +408,7 @@ def main():
     start = time.time()
     train_size, test, train_fixed, bias = load_data(args.seed)
     methods = args.methods.split(",")
-    unknown = sorted(set(methods) - set(rem_tf.METHODS))
-    if unknown:
-        sys.exit(f"error: unknown methods {unknown}; valid: {sorted(rem_tf.METHODS)}")
+    check_methods(methods)
     results = [run_method(m, args, train_size, test, train_fixed, bias) for m in methods]
     fig2 = run_fig2(args, train_size, test, bias) if args.fig2_epochs > 0 else []
     meta_path = os.path.join(args.out, "meta.json")

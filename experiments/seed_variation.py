@@ -1,6 +1,6 @@
 """How much of the method ranking in RESULTS.md is seed noise? Reruns methods with more seeds.
 
-    python experiments/seed_variation.py                       # ~1 hour on 2 CPU cores
+    python experiments/seed_variation.py                       # ~1.2 hours on 2 CPU cores
     python experiments/seed_variation.py --methods=iwae,rem_v1 --seeds=2020 --epochs=1 \
         --eval_samples=100 --out=/tmp/seeds                    # a smoke run
 
@@ -17,7 +17,6 @@ and each method's paired difference to the IWAE (same seed) with a 95 % t-interv
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -41,7 +40,7 @@ def parse_args():
 
 
 def baseline_runs(args, methods):
-    """{method: result} of the main comparison if it used this budget, else {}."""
+    """({method: result}, seed) of the main comparison if it used this budget, else ({}, None)."""
     meta_path = os.path.join(args.baseline, "meta.json")
     if not os.path.exists(meta_path):
         return {}, None
@@ -113,9 +112,7 @@ def summary_markdown(nll, seeds, args, commit, baseline_seed=None):
 def main():
     args = parse_args()
     methods = args.methods.split(",")
-    unknown = sorted(set(methods) - set(compare_methods.rem_tf.METHODS))
-    if unknown:
-        sys.exit(f"error: unknown methods {unknown}; valid: {sorted(compare_methods.rem_tf.METHODS)}")
+    compare_methods.check_methods(methods)
     extra_seeds = [int(s) for s in args.seeds.split(",")]
     baseline, baseline_seed = baseline_runs(args, methods)
     nll = {m: {} for m in methods}
@@ -135,9 +132,7 @@ def main():
         for method in methods:
             result = compare_methods.run_method(method, run_args, train_size, test, train_fixed, bias)
             nll[method][seed] = result["test"]["nll"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                            capture_output=True).stdout.strip() or "unknown"
-    text = summary_markdown(nll, seeds, args, commit, baseline_seed)
+    text = summary_markdown(nll, seeds, args, compare_methods.git_commit(), baseline_seed)
     with open(os.path.join(args.out, "seed_variation.md"), "w") as f:
         f.write(text)
     print(text)
