@@ -49,7 +49,7 @@ def keep_new(workdir, keep_every, started_wall, pid, base):
     if not state.is_file():
         return
     done = {int(row["step"]) for row in kept_rows(kept)}
-    for step in sorted(int(s) for s in re.findall(r'"ckpt-(\d+)"', state.read_text())):
+    for step in sorted({int(s) for s in re.findall(r'"ckpt-(\d+)"', state.read_text())}):
         if step % keep_every or step in done:
             continue
         files = list(ckdir.glob(f"ckpt-{step}.*"))
@@ -68,7 +68,7 @@ def keep_new(workdir, keep_every, started_wall, pid, base):
                              f"{base[1] + cpu_seconds(pid):.1f}", f"{mtime:.1f}"])
 
 
-def run_job(workdir, flags, keep_every, config):
+def run_job(workdir, flags, keep_every, config, threads):
     workdir.mkdir(parents=True, exist_ok=True)
     # A resumed job restarts from its last kept checkpoint (every 1000 steps and every
     # epoch end are checkpoints): its clocks go on from that checkpoint's.
@@ -80,7 +80,11 @@ def run_job(workdir, flags, keep_every, config):
         log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n")
         log.flush()
         started = time.time()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        env = dict(os.environ)
+        if threads:  # TensorFlow's own thread pools (read by TF at start-up)
+            env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                   env=env)
         while process.poll() is None:
             try:
                 keep_new(workdir, keep_every, started, process.pid, base)
@@ -95,12 +99,15 @@ def main():
     parser.add_argument("--runs_root", default=str(ROOT / "runs"))
     parser.add_argument("--config", default=str(ROOT / "configs" / "paper_regime.py"))
     parser.add_argument("--keep_every", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TensorFlow intra-/inter-op threads per job (0: TF's default); "
+                             "1 lets two queues share 2 cores")
     parser.add_argument("jobs", nargs="+")
     args = parser.parse_args()
     for job in args.jobs:
         name, _, flags = job.partition(":")
         code = run_job(pathlib.Path(args.runs_root) / name, [f for f in flags.split(",") if f],
-                       args.keep_every, args.config)
+                       args.keep_every, args.config, args.threads)
         print(f"{name}: exit {code}", flush=True)
 
 
