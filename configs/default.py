@@ -56,6 +56,11 @@ def get_config():
     # [clip, 1 - clip] (Burda et al.); False: zeros.
     config.model.output_bias_from_data = True
     config.model.output_bias_clip = 1e-3
+    config.model.architecture = "mlp"  # mlp | conv: the encoder and decoder networks
+    config.model.likelihood = "bernoulli"  # bernoulli | gaussian: p(x|z) of the decoder
+    # Method parameters, passed only to the methods whose class takes them:
+    config.model.num_groups = 8  # M, the number of groups of K particles (MIWAE, PIWAE)
+    config.model.beta = 0.5  # β in [0, 1]: CIWAE's β·ELBO + (1 − β)·IWAE
 
     config.training = ml_collections.ConfigDict()
     config.training.epochs = 200
@@ -71,9 +76,14 @@ def get_config():
     config.training.steps_per_execution = 1  # must divide the steps per epoch
     config.training.jit_compile = False
     config.training.checkpoint_every_steps = 1000  # and at the end of every epoch
+    # > 0: also keep a copy of every checkpoint whose step is a multiple of this in
+    # <workdir>/kept_checkpoints/, with its training time in times.csv (learning curves).
+    config.training.keep_checkpoint_every_steps = 0
 
     config.evaluation = ml_collections.ConfigDict()
     config.evaluation.split = "test"
+    # Proposal of the importance-sampled log-likelihood: encoder (r(z|x)) | shifted.
+    config.evaluation.proposal = "encoder"
     config.evaluation.num_samples = 5000  # K of the importance-sampled log-likelihood
     config.evaluation.chunk_size = 200  # particles per chunk: memory ~ batch × chunk × 784 floats
     config.evaluation.batch_size = 100

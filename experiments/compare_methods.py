@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -44,7 +43,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import rem_tf  # noqa: E402
-from rem_tf import data, evaluation, schedules  # noqa: E402
+from rem_tf import data, evaluation, experiment  # noqa: E402
+from rem_tf.experiment import builders, workdir  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER_TEST_NLL = {  # Dieng & Paisley (2019), Table 2, stochastic MNIST, K = 1000, 200 epochs
@@ -83,24 +83,29 @@ def check_methods(methods):
         sys.exit(f"error: unknown methods {unknown}; valid: {sorted(rem_tf.METHODS)}")
 
 
-def git_commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                              capture_output=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+def budget_config(method="vae", num_particles=1, seed=2019):
+    """configs/default.py's model and optimizers on the offline real MNIST, for one method.
+
+    The Adam ε is Keras's default (1e-7), as in the runs of RESULTS.md (run.py's
+    configs use Burda et al.'s 1e-4).
+    """
+    config = experiment.default_config()
+    config.method, config.seed = method, seed
+    config.data.name, config.data.source, config.data.train_split = "mnist", "offline", "train"
+    config.training.num_particles = num_particles
+    config.training.adam_epsilon = 1e-7
+    return experiment.check_config(config, "train")
 
 
 def load_data(seed):
-    """Train pipeline factory, fixed-binarized test and train-subset arrays, pixel means."""
-    grey = data.load_array("mnist", "train", source="offline")  # [60000, 28, 28, 1]
-    means = np.clip(grey.reshape(len(grey), -1).mean(0), 1e-3, 1 - 1e-3)
+    """Train size, fixed-binarized test and train-subset arrays, the decoder's output bias."""
     test = np.concatenate(list(data.load("mnist", "test", source="offline", batch_size=1000)
                                .as_numpy_iterator()))
     train_fixed = np.concatenate(list(
         data.load("mnist", "train", source="offline", binarization="fixed", shuffle=False,
                   batch_size=1000).take(2).as_numpy_iterator()))
-    return grey.shape[0], test, train_fixed, np.log(means) - np.log1p(-means)
+    bias = builders.output_bias(budget_config(seed=seed))  # logit of the pixel means [784]
+    return data.info("mnist")["train"], test, train_fixed, bias
 
 
 def train_dataset(batch_size, seed):
@@ -109,12 +114,11 @@ def train_dataset(batch_size, seed):
 
 
 def make_model(method, num_particles, bias, steps_per_epoch, seed):
+    """The compiled model of `budget_config` (two Adam optimizers, the Burda schedule)."""
+    config = budget_config(method, num_particles, seed)
     keras.utils.set_random_seed(seed)
-    model = rem_tf.build_model(method, num_particles=num_particles, seed=seed,
-                               decoder_output_bias=bias)
-    optimizers = [keras.optimizers.Adam(schedules.BurdaSchedule(1e-3, steps_per_epoch))
-                  for _ in range(2)]
-    model.compile(model_optimizer=optimizers[0], proposal_optimizer=optimizers[1])
+    model = builders.build_model_from_config(config, decoder_output_bias=bias)
+    builders.compile_model(model, config, steps_per_epoch)
     return model
 
 
@@ -136,13 +140,6 @@ class EpochLog(keras.callbacks.Callback):
                           **{k: float(v) for k, v in (logs or {}).items()}})
         print(f"  epoch {epoch + 1}: {seconds:.0f} s, test NLL (K={self.curve_samples}) {nll:.2f}",
               flush=True)
-
-
-def save_json(path, value):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=1)
-    os.replace(tmp, path)
 
 
 def run_method(method, args, train_size, test, train_fixed, bias):
@@ -175,7 +172,7 @@ def run_method(method, args, train_size, test, train_fixed, bias):
         "samples": samples.reshape(16, 28, 28).round().astype(int).tolist(),
         "reconstructions": reconstructions.reshape(8, 28, 28).round(3).tolist(),
     }
-    save_json(path, result)
+    workdir.write_json(path, result)
     print(f"  test NLL (K={args.eval_samples}) {test_result['nll']:.2f}", flush=True)
     return result
 
@@ -201,7 +198,7 @@ def run_fig2(args, train_size, test, bias):
             kl = float(np.mean(rem_tf.estimators.kl_diag_normal_to_standard(loc, scale)))
             rows.append({"method": method, "num_particles": k, "epochs": args.fig2_epochs,
                          "test_kl_to_prior": kl, "seconds": time.perf_counter() - start})
-            save_json(path, rows)
+            workdir.write_json(path, rows)
     return rows
 
 
@@ -414,7 +411,7 @@ def main():
     meta_path = os.path.join(args.out, "meta.json")
     previous = json.load(open(meta_path)) if os.path.exists(meta_path) else {"hours": 0.0}
     meta = {
-        "commit": git_commit(), "cpu": platform.processor() or platform.machine(),
+        "commit": workdir.git_commit(short=True), "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__,
         "date": time.strftime("%Y-%m-%d"), "args": vars(args),
         "hours": previous["hours"] + (time.time() - start) / 3600,
@@ -424,7 +421,7 @@ def main():
             meta["cpu"] = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    save_json(meta_path, meta)
+    workdir.write_json(meta_path, meta)
     write_results_md(results, fig2, args, meta)
     print(open(os.path.join(ROOT, "RESULTS.md")).read())
 

@@ -1,7 +1,22 @@
 """A work-around for Keras 3 under MultiWorkerMirroredStrategy, applied by `GenerativeModel.fit`
 and `evaluate` when the model's strategy is multi-worker (so plain `model.fit` users get it too)."""
 
+import re
+
+import keras
 import tensorflow as tf
+
+# Keras versions known to reduce scalar metrics with axis=0 under MultiWorkerMirroredStrategy
+# (tensorflow/tensorflow#72388). A later Keras is not patched: if the two-worker test
+# (tests/test_distribute.py) fails on it with "Invalid reduction dimension 0", the bug is
+# still there and this bound can be raised.
+LAST_KERAS_WITH_BUG = (3, 15)
+
+
+def needs_patch(version=keras.__version__):
+    """True for the Keras 3 versions up to `LAST_KERAS_WITH_BUG` (e.g. "3.15.1")."""
+    major, minor = (int(part) for part in re.match(r"(\d+)\.(\d+)", version).groups())
+    return (3, 0) <= (major, minor) <= LAST_KERAS_WITH_BUG
 
 
 def patch_multi_worker_metric_reduction():
@@ -11,9 +26,12 @@ def patch_multi_worker_metric_reduction():
     `strategy.reduce("MEAN", v, axis=0)` on the (scalar) metric results, which
     fails with "Invalid reduction dimension 0 for input with 0 dimensions"
     (tensorflow/tensorflow#72388). Scalars are reduced with axis=None instead;
-    everything else goes to the original function.
+    everything else goes to the original function. Does nothing on a Keras
+    that `needs_patch` says is not affected.
     """
-    from keras.src.backend.tensorflow import trainer  # noqa: PLC0415
+    if not needs_patch():
+        return
+    from keras.src.backend.tensorflow import trainer  # noqa: PLC0415 - private, only if needed
 
     original = trainer.reduce_per_replica
     if getattr(original, "_rem_tf_patched", False):

@@ -1,7 +1,8 @@
-"""run.py under tf.distribute: MirroredStrategy on 2 logical CPUs, MultiWorkerMirroredStrategy.
+"""rem_tf.experiment under tf.distribute: MirroredStrategy on 2 logical CPUs,
+MultiWorkerMirroredStrategy, and the guard of the multi-worker Keras work-around.
 
-Both need fresh processes (logical devices and the cluster are fixed when
-TensorFlow starts), so everything runs in subprocesses.
+Both strategies need fresh processes (logical devices and the cluster are fixed
+when TensorFlow starts), so those tests run in subprocesses.
 """
 
 import json
@@ -12,12 +13,13 @@ import sys
 import numpy as np
 import pytest
 
+from rem_tf import _keras_compat
 from test_run_common import (
-    REPO, environment, read_csv, read_json, run_py, tiny_args, write_tiny_mnist,
+    REPO, environment, read_csv, read_json, train_command, train_in_subprocess, write_tiny_mnist,
 )
 
 # One optimizer step of every method, three ways, on 8 binary images with SGD:
-#  - MirroredStrategy over 2 logical CPU devices (4 images per replica), via run.py's builders;
+#  - MirroredStrategy over 2 logical CPU devices (4 images per replica), via rem_tf.experiment;
 #  - the default strategy, same seed, same data;
 #  - an oracle: each replica's gradients computed by hand under the default strategy
 #    (its half batch, its particle seeds = the step's seeds folded with its replica id,
@@ -29,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 import rem_tf
-import run
+from rem_tf.experiment import builders
 from configs import default
 
 config = default.get_config()
@@ -43,15 +45,15 @@ config.training.schedule = "constant"
 config.training.learning_rate = 0.1
 config.distribute.strategy = "mirrored"
 config.distribute.num_cpu_devices = 2
-mirrored = run.make_strategy(config)
+mirrored = builders.make_strategy(config)
 assert mirrored.num_replicas_in_sync == 2, mirrored.num_replicas_in_sync
 x = (np.random.default_rng(0).random((8, 28, 28, 1)) < 0.3).astype(np.float32)
 
 def build(strategy):
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        model = run.build_model(config, None)
-        run.compile_model(model, config, steps_per_epoch=1)
+        model = builders.build_model_from_config(config)
+        builders.compile_model(model, config, steps_per_epoch=1)
     return model
 
 def parameters(model):
@@ -180,19 +182,18 @@ def test_multi_worker_two_processes_train_identically(tmp_path):
     data_dir = write_tiny_mnist(tmp_path / "data")
     workdir = tmp_path / "run"
     cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
-    args = [*tiny_args(data_dir), f"--workdir={workdir}", "--strategy=multi_worker", "--mode=train"]
+    command = train_command(data_dir, workdir, {"distribute.strategy": "multi_worker"})
     procs = []
     for index in range(2):
         config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen(
-            [sys.executable, str(REPO / "run.py"), *args], cwd=REPO, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment(TF_CONFIG=config),
-            stdin=subprocess.DEVNULL,
+            command, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=environment(TF_CONFIG=config), stdin=subprocess.DEVNULL,
         ))
     outputs = []
     try:
         for proc in procs:
-            out, err = proc.communicate(timeout=300)
+            out, err = proc.communicate(timeout=900)
             outputs.append((proc.returncode, out, err))
     finally:
         for proc in procs:
@@ -214,16 +215,15 @@ def test_multi_worker_two_processes_train_identically(tmp_path):
     assert not list(workdir.glob("rem_tf_worker_*"))
 
 
-@pytest.mark.parametrize("strategy_flags", [["--strategy=mirrored",
-                                             "--config.distribute.num_cpu_devices=2"]])
-def test_mirrored_run_py_resumes_exactly(tmp_path, strategy_flags):
+@pytest.mark.parametrize("strategy", [{"distribute.strategy": "mirrored",
+                                       "distribute.num_cpu_devices": 2}])
+def test_mirrored_training_resumes_exactly(tmp_path, strategy):
     data_dir = write_tiny_mnist(tmp_path / "data")
-    base = [*tiny_args(data_dir), *strategy_flags, "--mode=train"]
-    killed = run_py([*base, f"--workdir={tmp_path / 'a'}", "--testing_exit_after_step=7"],
-                    check=False)
+    killed = train_in_subprocess(data_dir, tmp_path / "a", strategy, exit_after_step=7,
+                                 check=False)
     assert killed.returncode == 3, killed.stderr[-3000:]
-    run_py([*base, f"--workdir={tmp_path / 'a'}"])
-    run_py([*base, f"--workdir={tmp_path / 'b'}"])
+    train_in_subprocess(data_dir, tmp_path / "a", strategy)
+    train_in_subprocess(data_dir, tmp_path / "b", strategy)
     resumed, straight = read_json(tmp_path / "a" / "train_summary.json"), read_json(
         tmp_path / "b" / "train_summary.json")
     assert resumed["resumed_from_step"] == 7 and resumed["global_step"] == 8
@@ -232,3 +232,9 @@ def test_mirrored_run_py_resumes_exactly(tmp_path, strategy_flags):
                     read_csv(tmp_path / "b" / "train_log.csv"), strict=True):
         for key in a:
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-6), key
+
+
+def test_the_multi_worker_work_around_patches_only_the_keras_versions_with_the_bug():
+    assert _keras_compat.needs_patch("3.15.1") and _keras_compat.needs_patch("3.3.0")
+    assert not _keras_compat.needs_patch("3.16.0") and not _keras_compat.needs_patch("4.0.0rc1")
+    assert not _keras_compat.needs_patch("2.15.0")

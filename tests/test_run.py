@@ -1,12 +1,15 @@
-"""run.py end to end on tiny data: train → export → evaluate, resume after a kill, bad flags.
+"""The command line, run.py, end to end on tiny data: train → export → evaluate, resume
+after a kill, and one line with exit status 2 for every bad flag, value, path or file.
 
 Every run.py call is a subprocess (as a user runs it): a few seconds each on
-40 images, batch 10 (4 steps per epoch), latent 2, K = 4.
+40 images, batch 10 (4 steps per epoch), latent 2, K = 4. The library behind it,
+rem_tf.experiment, is tested in test_experiment.py.
 """
 
 import glob
-import importlib.util
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -14,13 +17,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_run_common import (
-    REPO, environment, read_csv, read_json, run_py, tiny_args, write_tiny_mnist,
+from test_run_common import (  # noqa: F401 - data_dir is a fixture
+    REPO, data_dir, environment, read_csv, read_json, run_py, tiny_args,
 )
-
-sys.path.insert(0, str(REPO))  # `import run`, `from configs import ...`
-
-import run  # noqa: E402  (defines absl flags; the functions tested here do not read them)
 
 LOAD_WITHOUT_REM_TF = r"""
 import sys
@@ -35,11 +34,6 @@ out = {"seed_state": seed[0], "log_likelihood": loaded.log_likelihood(images, 20
        "loc": loaded.encode(images)["loc"].numpy().tolist()}
 print("RESULT " + json.dumps(out))
 """
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_tiny_mnist(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")
@@ -147,11 +141,16 @@ def test_kill_mid_epoch_and_rerun_resumes_to_the_same_result(reference, data_dir
         for key in ref:
             assert float(row[key]) == pytest.approx(float(ref[key]), rel=1e-6), key
 
-    # Once finished, the same command trains no more (it re-exports).
+    # Once finished, the same command trains no more (it re-exports) and leaves the
+    # run's summary and log as they were.
+    files = {name: (tmp_path / "run" / name).read_bytes()
+             for name in ("train_summary.json", "train_log.csv", "config.json", "run.json")}
     again = run_py(args)
     assert "finished at step 8" in again.stdout
-    assert read_json(tmp_path / "run" / "train_summary.json")["resumed_from_step"] == 8
+    assert read_json(tmp_path / "run" / "train_summary.json")["resumed_from_step"] == 7
     assert len(read_csv(tmp_path / "run" / "train_log.csv")) == 2
+    for name, content in files.items():
+        assert (tmp_path / "run" / name).read_bytes() == content, name
 
 
 def test_another_config_in_the_same_workdir_is_refused(reference, data_dir):
@@ -208,83 +207,83 @@ def test_bad_flags_fail_with_one_line_and_status_2(flags, message, data_dir, tmp
     assert last.startswith("error: ") and message in last, last
 
 
-# ------------------------------------------------------------ pure parts of run.py
+def test_a_bad_flag_prints_one_line_and_no_tensorflow_start_up_messages():
+    env = environment()
+    env.pop("TF_CPP_MIN_LOG_LEVEL")  # run.py's own default
+    proc = subprocess.run([sys.executable, str(REPO / "run.py"), "--method=bogus"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env=env,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    assert (proc.stdout + proc.stderr).strip().splitlines() == [
+        proc.stderr.strip()], proc.stdout + proc.stderr
+    assert proc.stderr.startswith("error: unknown method 'bogus'")
 
 
-def test_epoch_plan_resumes_mid_epoch_then_runs_whole_epochs():
-    assert run.epoch_plan(0, 4, 3) == [(0, 0), (1, 0), (2, 0)]
-    assert run.epoch_plan(4, 4, 3) == [(1, 0), (2, 0)]
-    assert run.epoch_plan(7, 4, 3) == [(1, 3), (2, 0)]
-    assert run.epoch_plan(12, 4, 3) == []
-    assert run.epoch_plan(11, 4, 2) == []  # past the end (fewer epochs asked): nothing
+def _copy_run(reference_dir, tmp_path):
+    shutil.copytree(reference_dir, tmp_path / "run")
+    return tmp_path / "run"
 
 
-def test_epoch_seed_depends_on_seed_and_epoch_only():
-    seeds = {run.epoch_seed(2019, e) for e in range(100)}
-    assert len(seeds) == 100 and run.epoch_seed(2019, 5) == run.epoch_seed(2019, 5)
-    assert run.epoch_seed(2019, 5) != run.epoch_seed(2020, 5)
-    assert all(0 <= s < 2**31 for s in seeds)
+def _truncate(path):
+    os.truncate(path, os.path.getsize(path) // 2)
 
 
-def test_resuming_allows_more_epochs_but_not_another_model():
-    from configs import default  # noqa: PLC0415
-
-    config = default.get_config()
-    config.workdir = "/tmp/x"
-    stored = json.loads(config.to_json())
-    config.training.epochs = 300
-    config.evaluation.num_samples = 10
-    config.distribute.strategy = "mirrored"
-    run.check_resumable(stored, config)  # fine
-    config.model.latent_dim = 5
-    with pytest.raises(run.UserError, match="model.latent_dim: 20 -> 5"):
-        run.check_resumable(stored, config)
+def _truncate_checkpoints(run):
+    for data in (run / "checkpoints").glob("ckpt-*.data-*"):
+        _truncate(data)
+    return [f"--workdir={run}"]
 
 
-def test_truncate_csv_drops_epochs_to_be_redone(tmp_path):
-    path = tmp_path / "log.csv"
-    path.write_text("epoch,loss\n0,3.0\n1,2.0\n2,1.0\n")
-    run._truncate_csv(path, 2)
-    assert path.read_text().splitlines() == ["epoch,loss", "0,3.0", "1,2.0"]
-    run._truncate_csv(tmp_path / "missing.csv", 0)  # no file: nothing to do
+def _corrupt_config_json(run):
+    (run / "config.json").write_text('{"method": "rem_v2", ')
+    return [f"--workdir={run}"]
 
 
-def _load_config(name):
-    spec = importlib.util.spec_from_file_location(f"config_{name}", REPO / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+def _corrupt_saved_model(run):
+    _truncate(run / "saved_model" / "saved_model.pb")
+    return ["--mode=evaluate", f"--saved_model={run / 'saved_model'}"]
 
 
-@pytest.mark.parametrize("name", ["default", "quick", "paper_stochastic_mnist", "paper_omniglot"])
-def test_config_files_are_valid_and_share_the_paper_model(name):
-    import rem_tf  # noqa: PLC0415
-    from rem_tf import data  # noqa: PLC0415
-
-    config, paper = _load_config(name), _load_config("default")
-    assert config.method in rem_tf.METHODS and config.data.name in data.NAMES
-    assert config.data.source is None or config.data.source in data.SOURCES
-    run.check_config(config, "train_and_evaluate")
-    for field in ("latent_dim", "hidden_units", "activation", "scale_activation", "covariance"):
-        assert config.model[field] == paper.model[field], field
-    assert config.seed == 2019 and config.training.learning_rate == 1e-3
-    assert config.training.schedule == "burda"
-    assert (REPO / "configs" / f"{name}.py").read_text().count("python run.py") >= 1
+def _corrupt_keras_file(run):
+    _truncate(run / "model.keras")
+    return ["--mode=evaluate", f"--saved_model={run / 'model.keras'}"]
 
 
-def test_paper_defaults():
-    config = _load_config("default")
-    assert config.model.latent_dim == 20 and tuple(config.model.hidden_units) == (200, 200)
-    assert config.model.activation == "tanh"
-    assert config.training.num_particles == 1000 and config.training.batch_size == 20
-    assert config.training.epochs == 200 and config.data.name == "binarized_mnist"
-    assert config.evaluation.num_samples == 5000
-    assert config.evaluation.active_units_threshold == 0.01
-    assert config.model.output_bias_from_data
+def _workdir_is_a_file(run):
+    (run / "a_file").write_text("")
+    return [f"--workdir={run / 'a_file'}"]
 
 
-def test_quick_config_runs_on_offline_mnist():
-    config = _load_config("quick")
-    assert config.data.name == "mnist" and config.data.source == "offline"
-    assert config.training.num_particles == 10 and config.training.batch_size == 100
-
+@pytest.mark.parametrize(
+    "flags, prepare, names",
+    [
+        (["--config=configs/missing.py"], None, ["configs/missing.py", "--config"]),
+        (["--config.training.epoch=3"], None, ["--config.training.epoch", "epochs"]),
+        (["--config.foo.bar=1"], None, ["'foo'", "--config.foo.bar"]),
+        (["--config.seed=-1"], None, ["seed"]),
+        (["--config.training.adam_epsilon=-1"], None, ["training.adam_epsilon", "> 0"]),
+        (["--config.evaluation.split=valid"], None, ["evaluation.split", "'valid'"]),
+        (["--config.model.architecture=conv"], None, ["model.architecture", "mlp"]),
+        (["--config.evaluation.proposal=best"], None, ["evaluation.proposal", "shifted"]),
+        (["DATA"], _workdir_is_a_file, ["a_file", "--workdir"]),
+        (["DATA"], _truncate_checkpoints, ["no readable checkpoint", "ckpt-8", "ckpt-7"]),
+        (["DATA"], _corrupt_config_json, ["config.json", "not valid JSON"]),
+        ([], _corrupt_saved_model, ["saved_model", "cannot load"]),
+        ([], _corrupt_keras_file, ["model.keras", "cannot load"]),
+    ],
+    ids=["config-file", "config-field", "config-section", "seed", "adam-epsilon",
+         "eval-split", "architecture", "proposal", "workdir-file", "checkpoints",
+         "config-json", "saved-model", "keras-file"],
+)
+def test_bad_input_is_one_line_naming_it_and_status_2(flags, prepare, names, reference,
+                                                       data_dir, tmp_path):
+    if flags[:1] == ["DATA"]:
+        flags = [*tiny_args(data_dir), *flags[1:]]
+    extra = prepare(_copy_run(reference[0], tmp_path)) if prepare else [
+        f"--workdir={tmp_path / 'run'}"]
+    proc = run_py([*flags, *extra], check=False)
+    assert proc.returncode == 2, (proc.stdout[-2000:], proc.stderr[-3000:])
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    for name in names:
+        assert name in lines[0], (name, lines[0])

@@ -1,4 +1,8 @@
-"""Helpers shared by the run.py tests (no tests here): tiny data and a run.py launcher."""
+"""Helpers shared by the run.py and rem_tf.experiment tests (no tests here).
+
+Tiny data, the tiny run's config (as a ConfigDict and as run.py flags), and
+launchers for run.py and for `rem_tf.experiment.train` in a fresh process.
+"""
 
 import csv
 import json
@@ -8,8 +12,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # `from configs import ...`
 
 
 def write_tiny_mnist(directory, num_train=40, num_test=16, seed=0):
@@ -29,15 +36,66 @@ def write_tiny_mnist(directory, num_train=40, num_test=16, seed=0):
     return directory
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A module's tiny MNIST (`write_tiny_mnist`); import it into a test module to use it."""
+    return write_tiny_mnist(tmp_path_factory.mktemp("data"))
+
+
+def tiny_fields(data_dir, epochs=2):
+    """Fields of a few-second run: 40 images, batch 10 (4 steps per epoch), latent 2, K = 4."""
+    return {
+        "data.name": "mnist", "data.source": "files", "data.data_dir": str(data_dir),
+        "training.epochs": epochs, "training.batch_size": 10, "training.num_particles": 4,
+        "model.latent_dim": 2, "model.hidden_units": (8,), "training.checkpoint_every_steps": 3,
+        "evaluation.num_samples": 40, "evaluation.elbo_samples": 10, "evaluation.chunk_size": 20,
+    }
+
+
+def tiny_config(data_dir, epochs=2, overrides=None):
+    """configs/quick.py's ConfigDict with `tiny_fields` and `overrides` ({"a.b": value})."""
+    from configs import quick  # noqa: PLC0415 - needs the repository on sys.path
+
+    config = quick.get_config()
+    config.update_from_flattened_dict({**tiny_fields(data_dir, epochs), **(overrides or {})})
+    return config
+
+
 def tiny_args(data_dir, epochs=2):
-    """Flags of a few-second run: 40 images, batch 10 (4 steps per epoch), latent 2, K = 4."""
-    return [
-        "--config=configs/quick.py", "--dataset=mnist", "--config.data.source=files",
-        f"--config.data.data_dir={data_dir}", f"--epochs={epochs}", "--batch_size=10",
-        "--num_particles=4", "--config.model.latent_dim=2", "--config.model.hidden_units=(8,)",
-        "--config.training.checkpoint_every_steps=3", "--config.evaluation.num_samples=40",
-        "--config.evaluation.elbo_samples=10", "--config.evaluation.chunk_size=20",
-    ]
+    """`tiny_fields` as run.py flags: the plain flags where there is one, else --config.a.b."""
+    from rem_tf.experiment.config import PLAIN_FLAGS  # noqa: PLC0415
+
+    return ["--config=configs/quick.py", *(
+        f"--{PLAIN_FLAGS[key]}={value}" if key in PLAIN_FLAGS else f"--config.{key}={value}"
+        for key, value in tiny_fields(data_dir, epochs).items())]
+
+
+# `rem_tf.experiment.train` of the tiny run in a fresh process (logical devices and the
+# cluster are fixed when TensorFlow starts): argv = repository, JSON of train_command's spec.
+_TRAIN = r"""
+import json, os, sys
+sys.path[:0] = [sys.argv[1], os.path.join(sys.argv[1], "tests")]
+spec = json.loads(sys.argv[2])
+import keras
+from rem_tf import experiment
+from test_run_common import tiny_config
+
+class ExitAfterStep(keras.callbacks.Callback):  # dies like a kill: no clean-up at all
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= spec["exit_after_step"]:
+            sys.stdout.flush(); sys.stderr.flush(); os._exit(3)
+
+extra = [ExitAfterStep()] if spec["exit_after_step"] is not None else []
+config = tiny_config(spec["data_dir"], overrides=spec["overrides"])
+experiment.train(config, spec["workdir"], extra_callbacks=extra)
+"""
+
+
+def train_command(data_dir, workdir, overrides=None, exit_after_step=None):
+    """argv of a process that runs `experiment.train` on the tiny config (exit 3 after a kill)."""
+    spec = {"data_dir": str(data_dir), "workdir": str(workdir), "overrides": overrides or {},
+            "exit_after_step": exit_after_step}
+    return [sys.executable, "-c", _TRAIN, str(REPO), json.dumps(spec)]
 
 
 def environment(**extra):
@@ -48,7 +106,7 @@ def environment(**extra):
     return env
 
 
-def run_py(args, *, check=True, timeout=300, **env):
+def run_py(args, *, check=True, timeout=900, **env):
     """Runs `python run.py ARGS` from the repository root; returns the CompletedProcess."""
     proc = subprocess.run(
         [sys.executable, str(REPO / "run.py"), *args], cwd=REPO, capture_output=True,
@@ -59,6 +117,15 @@ def run_py(args, *, check=True, timeout=300, **env):
             f"run.py {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"
             f"{proc.stderr[-5000:]}"
         )
+    return proc
+
+
+def train_in_subprocess(*args, check=True, timeout=900, **kwargs):
+    """Runs `train_command(*args, **kwargs)`; returns the CompletedProcess."""
+    proc = subprocess.run(train_command(*args, **kwargs), cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env=environment(), stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"experiment.train exited {proc.returncode}:\n{proc.stderr[-5000:]}")
     return proc
 
 

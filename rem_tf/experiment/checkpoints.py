@@ -1,0 +1,249 @@
+"""Training checkpoints: what they hold, resuming from the newest readable one, kept copies.
+
+A checkpoint (`training_checkpoint`) holds, under these keys:
+  model               the weights and the particle-seed state (`model.variables`)
+  model_optimizer     the θ optimizer's state (iterations, Adam moments)
+  proposal_optimizer  the η optimizer's state
+  metrics             the running metric totals of the current epoch
+The last two are written by a `tf.train.CheckpointManager` into
+`<workdir>/checkpoints/ckpt-<step>.*`; with `training.keep_checkpoint_every_steps`
+copies are kept in `<workdir>/kept_checkpoints/` (see `KeptCheckpoints`).
+"""
+
+import csv
+import pathlib
+import re
+import shutil
+import time
+
+import tensorflow as tf
+from absl import logging
+
+from rem_tf.experiment import builders
+from rem_tf.experiment.config import check_config
+from rem_tf.experiment.errors import ConfigError
+
+_STEP = re.compile(r"ckpt-(\d+)$")
+TIMES_HEADER = ["step", "wall_seconds", "cpu_seconds", "unix_time"]
+# What reading a truncated or corrupt checkpoint raises (IndexError: a short .data file).
+_UNREADABLE = (tf.errors.OpError, IndexError)
+
+
+def named_variables(variables, strip_prefix=False):
+    """{name: variable}; optimizer variable paths lose their (process-dependent) prefix."""
+    out = {}
+    for variable in variables:
+        name = variable.path.split("/", 1)[1] if strip_prefix else variable.path
+        if name in out:
+            raise ValueError(f"two variables named {name!r}")
+        out[name] = variable
+    return out
+
+
+def training_checkpoint(model, metrics=True):
+    """A tf.train.Checkpoint of everything that determines the rest of a run (keys above)."""
+    parts = {
+        "model": named_variables(model.variables),
+        "model_optimizer": named_variables(model.optimizer.variables, strip_prefix=True),
+        "proposal_optimizer": named_variables(
+            model.proposal_optimizer.variables, strip_prefix=True
+        ),
+    }
+    if metrics:
+        parts["metrics"] = named_variables(model.metrics_variables)
+    return tf.train.Checkpoint(**parts)
+
+
+def metrics_checkpoint(model):
+    """The running metric totals alone (put back after `fit` resets them)."""
+    return tf.train.Checkpoint(metrics=named_variables(model.metrics_variables))
+
+
+def _reason(err):
+    """The first line of an error, without TensorFlow's "{{function_node …}}" prefix."""
+    text = re.sub(r"^\{\{.*?\}\}\s*", "", str(getattr(err, "message", err)).strip())
+    return (text.splitlines() or [type(err).__name__])[0][:200]
+
+
+def _step(prefix):
+    match = _STEP.search(str(prefix))
+    return int(match.group(1)) if match else -1
+
+
+def _candidates(directory):
+    """Checkpoint prefixes in `directory`, newest first.
+
+    The ones the `checkpoint` file lists (its latest first), then any other
+    ckpt-<step>.index in the directory, by step.
+    """
+    try:
+        state = tf.train.get_checkpoint_state(str(directory))
+    except Exception as err:  # noqa: BLE001 - a garbled text proto: fall back to the files
+        logging.warning("%s/checkpoint is unreadable (%s); looking for ckpt-* files.",
+                        directory, str(err).splitlines()[0])
+        state = None
+    listed = []
+    if state is not None:
+        listed = [state.model_checkpoint_path, *reversed(state.all_model_checkpoint_paths)]
+    found = sorted((str(p)[: -len(".index")] for p in directory.glob("ckpt-*.index")),
+                   key=_step, reverse=True)
+    out = []
+    for prefix in [*listed, *found]:
+        prefix = str(directory / pathlib.Path(prefix).name)
+        if prefix not in out:
+            out.append(prefix)
+    return out
+
+
+def unreadable(prefix):
+    """Why checkpoint `prefix` cannot be read (missing, truncated, corrupt), or None if it can.
+
+    Reads every tensor, so the checksums of the whole file are checked.
+    """
+    if not pathlib.Path(f"{prefix}.index").is_file():
+        return f"{prefix} is missing"
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except _UNREADABLE as err:
+        return f"{prefix} is unreadable ({_reason(err)})"
+    return None
+
+
+def read(checkpoint, prefix):
+    """Restores all objects of `checkpoint` from a readable file that may hold more.
+
+    Raises:
+      ConfigError: the file does not hold them (another model).
+    """
+    try:
+        status = checkpoint.read(str(prefix))
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as err:
+        raise ConfigError(f"checkpoint {prefix} does not match this model ({_reason(err)}); "
+                          "use the config it was trained with, or a new --workdir") from None
+    status.expect_partial()  # e.g. the optimizers in a model-only read, the save counter
+
+
+def restore_latest(checkpoint, directory):
+    """Restores the newest readable checkpoint of `directory` into `checkpoint`.
+
+    A checkpoint whose files are missing or unreadable (truncated, corrupt) is
+    skipped, with one warning line naming it and the one used instead. A
+    directory that has checkpoints is never silently started over.
+
+    Args:
+      checkpoint: a `tf.train.Checkpoint`; all its objects must be in the file.
+      directory: the checkpoint directory.
+
+    Returns:
+      The prefix restored (e.g. ".../ckpt-7"), or None if `directory` holds no
+      checkpoint at all (a fresh run).
+
+    Raises:
+      ConfigError: the checkpoints belong to another model, or none is readable.
+    """
+    directory = pathlib.Path(directory)
+    candidates = _candidates(directory) if directory.is_dir() else []
+    if not candidates:
+        return None
+    skipped = []
+    for prefix in candidates:
+        problem = unreadable(prefix)
+        if problem:
+            skipped.append(problem)
+            continue
+        read(checkpoint, prefix)
+        if skipped:
+            logging.warning("Checkpoint %s; resuming from %s instead.", "; ".join(skipped), prefix)
+        return prefix
+    raise ConfigError(
+        f"cannot resume: no readable checkpoint in {directory} ({'; '.join(skipped)}); "
+        "move the directory away to start over, or use a new --workdir"
+    )
+
+
+def restore_model(config, checkpoint_path):
+    """A fresh model of `config` with the weights and particle-seed state of a checkpoint.
+
+    Built outside any distribution strategy and uncompiled: ready for
+    `rem_tf.evaluation.evaluate`, `model.log_likelihood`, `rem_tf.export.export`.
+    Reads what `builders.build_model_from_config` reads.
+
+    Args:
+      config: the run's config (e.g. its config.json as a ConfigDict); fields it
+        lacks get their configs/default.py value.
+      checkpoint_path: a checkpoint prefix such as `<workdir>/kept_checkpoints/ckpt-1000`
+        (its ".index" file name works too), or a checkpoint directory (its newest).
+
+    Raises:
+      ConfigError: no such checkpoint, an unreadable one, or one of another model.
+    """
+    config = check_config(config, "train")
+    path = pathlib.Path(checkpoint_path)
+    prefix = str(path)[: -len(".index")] if path.suffix == ".index" else str(path)
+    model = builders.build_model_from_config(config)
+    checkpoint = tf.train.Checkpoint(model=named_variables(model.variables))
+    if path.is_dir():
+        if restore_latest(checkpoint, path) is None:
+            raise ConfigError(f"no checkpoint in {path}")
+        return model
+    problem = unreadable(prefix)
+    if problem:
+        raise ConfigError(f"checkpoint {problem}")
+    read(checkpoint, prefix)
+    return model
+
+
+class KeptCheckpoints:
+    """Copies of the checkpoints whose step is a multiple of `every`, with their training time.
+
+    Files: `<directory>/ckpt-<step>.index`, `.data-*`, and `<directory>/times.csv`
+    with a row `step,wall_seconds,cpu_seconds,unix_time` per kept checkpoint (the
+    format experiments/train_queue.py writes). wall_seconds / cpu_seconds are
+    `time.time()` / `time.process_time()` seconds spent in the training loop,
+    cumulative over invocations: a resumed run goes on from the last row.
+
+    Args:
+      directory: `<workdir>/kept_checkpoints`.
+      every: keep every checkpoint whose step is a multiple of this; 0: none.
+    """
+
+    def __init__(self, directory, every):
+        self.directory = pathlib.Path(directory)
+        self.every = int(every)
+        self.times = self.directory / "times.csv"
+        rows = []
+        if self.times.is_file():
+            with open(self.times, newline="") as f:
+                rows = list(csv.DictReader(f))
+        self.kept = {int(row["step"]) for row in rows}
+        self.base = (float(rows[-1]["wall_seconds"]), float(rows[-1]["cpu_seconds"])) if rows \
+            else (0.0, 0.0)
+        self.start_clock()
+
+    def start_clock(self):
+        """Starts counting training time (call when the training loop starts)."""
+        self.started = (time.time(), time.process_time())
+
+    def wants(self, step):
+        """Whether a checkpoint must be written at `step` (the same on every worker)."""
+        return self.every > 0 and step % self.every == 0
+
+    def keep(self, step, prefix):
+        """Copies the files of checkpoint `prefix` (written at `step`) if `wants(step)`."""
+        if not self.wants(step) or step in self.kept:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for path in pathlib.Path(prefix).parent.glob(pathlib.Path(prefix).name + ".*"):
+            shutil.copy2(path, self.directory / path.name)
+        now = (time.time(), time.process_time())
+        new = not self.times.is_file()
+        with open(self.times, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(TIMES_HEADER)
+            writer.writerow([step, f"{self.base[0] + now[0] - self.started[0]:.1f}",
+                             f"{self.base[1] + now[1] - self.started[1]:.1f}", f"{now[0]:.1f}"])
+        self.kept.add(step)

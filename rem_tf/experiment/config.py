@@ -1,0 +1,284 @@
+"""Config checks, data-set defaults and the resume rule; nothing here loads data or builds a model.
+
+A config is an `ml_collections.ConfigDict` with the sections of
+`configs/default.py` (data, model, training, evaluation, distribute).
+`check_config` returns a checked copy with every default filled in, or raises
+`ConfigError` naming the field, before any data is read.
+"""
+
+import importlib.util
+import inspect
+import json
+import math
+import numbers
+import pathlib
+
+import keras
+import ml_collections
+
+import rem_tf
+from rem_tf import data, estimators, evaluation, schedules
+from rem_tf.experiment import builders
+from rem_tf.experiment.errors import ConfigError
+
+REPO = pathlib.Path(rem_tf.__file__).resolve().parents[1]
+DEFAULT_CONFIG_FILE = REPO / "configs" / "default.py"
+MODES = ("train", "evaluate", "train_and_evaluate")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+OPTIMIZERS = ("adam", "sgd")
+SCALE_ACTIVATIONS = ("exp", "softplus")
+PROPOSALS = ("encoder", "shifted")  # of the test log-likelihood, see rem_tf.evaluation.evaluate
+# The run.py flag of a config field (named in error messages; run.py defines them).
+PLAIN_FLAGS = {
+    "method": "method",
+    "data.name": "dataset",
+    "workdir": "workdir",
+    "training.epochs": "epochs",
+    "training.num_particles": "num_particles",
+    "training.batch_size": "batch_size",
+    "distribute.strategy": "strategy",
+}
+# Fields that may change when a run directory is resumed (a prefix ending in "."
+# covers a section); any other difference from the stored config.json is refused.
+RESUMABLE_CHANGES = (
+    "workdir",
+    "training.epochs",
+    "training.checkpoint_every_steps",
+    "training.keep_checkpoint_every_steps",
+    "training.steps_per_execution",
+    "training.jit_compile",
+    "data.data_dir",
+    "distribute.",
+    "evaluation.",
+)
+
+
+def _integer(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# (field, int or float, test, rule): every number a run reads, by section.
+_NUMBERS = (
+    ("seed", int, lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),
+    ("model.latent_dim", int, lambda v: v >= 1, "must be >= 1"),
+    ("model.num_groups", int, lambda v: v >= 1, "must be >= 1"),
+    ("model.ridge", float, lambda v: v > 0, "must be > 0"),
+    ("model.output_bias_clip", float, lambda v: 0 < v < 0.5, "must be in (0, 0.5)"),
+    ("model.beta", float, lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("training.epochs", int, lambda v: v >= 1, "must be >= 1"),
+    ("training.batch_size", int, lambda v: v >= 1, "must be >= 1"),
+    ("training.num_particles", int, lambda v: v >= 1, "must be >= 1"),
+    ("training.learning_rate", float, lambda v: v > 0, "must be > 0"),
+    ("training.adam_beta_1", float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    ("training.adam_beta_2", float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    ("training.adam_epsilon", float, lambda v: v > 0, "must be > 0"),
+    ("training.steps_per_execution", int, lambda v: v >= 1, "must be >= 1"),
+    ("training.checkpoint_every_steps", int, lambda v: v >= 1, "must be >= 1"),
+    ("training.keep_checkpoint_every_steps", int, lambda v: v >= 0, "must be >= 0 (0: off)"),
+    ("evaluation.num_samples", int, lambda v: 1 <= v < 2**31, "must be in [1, 2**31)"),
+    ("evaluation.chunk_size", int, lambda v: v >= 1, "must be >= 1"),
+    ("evaluation.batch_size", int, lambda v: v >= 1, "must be >= 1"),
+    ("evaluation.elbo_samples", int, lambda v: v >= 1, "must be >= 1"),
+    ("evaluation.active_units_threshold", float, lambda v: v >= 0, "must be >= 0"),
+    ("evaluation.num_examples", int, lambda v: v is None or v >= 1, "must be >= 1 or None"),
+    ("distribute.num_cpu_devices", int, lambda v: v >= 0, "must be >= 0"),
+)
+_BOOLEANS = ("model.output_bias_from_data", "training.jit_compile")
+_TRAINING_ONLY = ("seed", "model.", "training.")  # not read by --mode=evaluate
+
+
+def default_config():
+    """`configs/default.py`'s config, or None where the repository's configs are not present."""
+    if not DEFAULT_CONFIG_FILE.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("rem_tf_default_config", DEFAULT_CONFIG_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def with_defaults(config, defaults=None):
+    """A copy of `config` with the fields of `defaults` (configs/default.py) that it lacks.
+
+    A config written before a field existed (an old config.json, a hand-made
+    ConfigDict) gets the field's default value.
+    """
+    if not isinstance(config, ml_collections.ConfigDict):
+        config = ml_collections.ConfigDict(config)  # e.g. a config.json dict (keys sorted)
+    config = config.copy_and_resolve_references()  # keeps the order of the fields
+    defaults = default_config() if defaults is None else defaults
+
+    def fill(target, source):
+        for key, value in source.items():
+            if key not in target:
+                target[key] = value
+            elif isinstance(value, ml_collections.ConfigDict) and isinstance(
+                target[key], ml_collections.ConfigDict
+            ):
+                fill(target[key], value)
+
+    if defaults is not None:
+        with config.unlocked():
+            fill(config, defaults)
+    return config
+
+
+def _field(path):
+    flag = PLAIN_FLAGS.get(path)
+    return f"{path} (--{flag})" if flag else path
+
+
+def _source(path):
+    flag = PLAIN_FLAGS.get(path)
+    return f"--{flag} / config.{path}" if flag else f"config.{path}"
+
+
+def _check_choice(config, path, valid, what, allow_none=False):
+    value = config[path]
+    if not (allow_none and value is None) and value not in valid:
+        raise ConfigError(
+            f"unknown {what} {value!r} ({_source(path)}); valid: {', '.join(valid)}"
+            + (" or None" if allow_none else "")
+        )
+
+
+def _check_types_and_ranges(config, mode):
+    for path, kind, ok, rule in _NUMBERS:
+        if mode == "evaluate" and path.startswith(_TRAINING_ONLY):
+            continue
+        value = config[path]
+        if value is None and path == "evaluation.num_examples":
+            continue
+        if not (_integer(value) if kind is int else _real(value)):
+            kind_name = "an integer" if kind is int else "a finite number"
+            raise ConfigError(
+                f"{_field(path)} must be {kind_name}, got {value!r} ({type(value).__name__})"
+            )
+        if not ok(value):
+            raise ConfigError(f"{_field(path)} {rule}, got {value!r}")
+    if mode == "evaluate":
+        return
+    for path in _BOOLEANS:
+        if not isinstance(config[path], bool):
+            raise ConfigError(f"{path} must be True or False, got {config[path]!r}")
+    units = config.model.hidden_units
+    if not isinstance(units, (tuple, list)) or not all(_integer(u) and u >= 1 for u in units):
+        raise ConfigError(f"model.hidden_units must be a tuple of integers >= 1, got {units!r}")
+    if config.workdir is not None and not isinstance(config.workdir, (str, pathlib.PurePath)):
+        raise ConfigError(f"workdir (--workdir) must be a path, got {config.workdir!r}")
+    try:
+        keras.activations.get(config.model.activation)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"model.activation {config.model.activation!r} is not a Keras activation "
+            "(e.g. tanh, relu)"
+        ) from None
+
+
+def _resolve_data_defaults(config):
+    """Fills the data fields whose default depends on the data set (config.json stores them)."""
+    if config.data.source is None:
+        config.data.source = "tfds" if config.data.name == "binarized_mnist" else "auto"
+    if config.data.train_split is None:
+        splits = data.info(config.data.name)
+        config.data.train_split = "train+validation" if "validation" in splits else "train"
+
+
+def check_config(config, mode="train_and_evaluate"):
+    """Checks every value a run reads; returns a copy with all defaults filled in.
+
+    Reads every field of configs/default.py (for mode "evaluate" only `data`,
+    `evaluation` and `distribute`). Fields the config lacks get their
+    configs/default.py value; `data.source` and `data.train_split` get the
+    data set's default when None.
+
+    Raises:
+      ConfigError: a value of the wrong type or out of range, or a name the
+        library does not know (method, data set, split, binarization, …).
+    """
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    config = with_defaults(config)
+    _check_types_and_ranges(config, mode)
+    _check_choice(config, "data.name", data.NAMES, "dataset")
+    _check_choice(config, "data.source", data.SOURCES, "data source", allow_none=True)
+    for path in ("data.train_binarization", "data.eval_binarization"):
+        _check_choice(config, path, data.BINARIZATIONS, "binarization", allow_none=True)
+    _check_choice(config, "distribute.strategy", STRATEGIES, "strategy")
+    _resolve_data_defaults(config)
+    splits = tuple(data.info(config.data.name))
+    _check_choice(config, "evaluation.split", splits, f"{config.data.name} split")
+    _check_choice(config, "evaluation.proposal", PROPOSALS, "proposal")
+    if (config.evaluation.proposal != "encoder"
+            and "proposal" not in inspect.signature(evaluation.evaluate).parameters):
+        raise ConfigError(
+            f"evaluation.proposal {config.evaluation.proposal!r} needs a rem_tf whose "
+            "evaluation.evaluate takes proposal=; use 'encoder'"
+        )
+    if mode == "evaluate":
+        return config
+    _check_choice(config, "data.train_split", splits, f"{config.data.name} split")
+    _check_choice(config, "method", sorted(rem_tf.METHODS), "method")
+    _check_choice(config, "model.covariance", estimators.COVARIANCES, "covariance")
+    _check_choice(config, "model.scale_activation", SCALE_ACTIVATIONS, "scale activation")
+    _check_choice(config, "training.optimizer", OPTIMIZERS, "optimizer")
+    _check_choice(config, "training.schedule", schedules.SCHEDULES, "schedule")
+    needed = rem_tf.METHODS[config.method].min_particles
+    if config.training.num_particles < needed:
+        raise ConfigError(
+            f"{config.method} needs num_particles >= {needed} (--num_particles / "
+            f"config.training.num_particles), got {config.training.num_particles}"
+        )
+    builders.model_options(config)  # model.architecture / likelihood the method supports
+    return config
+
+
+def flatten(tree, prefix=""):
+    """{"a.b": value} of a nested dict (tuples as lists, as in JSON)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def as_dict(config):
+    """The config as plain JSON values (what config.json holds)."""
+    return json.loads(config.to_json())
+
+
+def check_resumable(stored, config, defaults=None):
+    """Raises ConfigError if the stored config of a run directory differs in a way that matters.
+
+    Args:
+      stored: the dict of the run directory's config.json.
+      config: the ConfigDict of the run about to resume it.
+      defaults: configs/default.py's config (default: loaded); a field absent
+        from `stored` (written before the field existed) whose new value is its
+        default is not a change.
+    """
+    defaults = default_config() if defaults is None else defaults
+    old, new = flatten(stored), flatten(as_dict(config))
+    default = flatten(as_dict(defaults)) if defaults is not None else {}
+    missing = object()
+
+    def changed(key):
+        if any(key == p or (p.endswith(".") and key.startswith(p)) for p in RESUMABLE_CHANGES):
+            return False
+        if key not in old and key in default and new.get(key, missing) == default[key]:
+            return False
+        return old.get(key, missing) != new.get(key, missing)
+
+    changes = [f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+               for key in sorted(set(old) | set(new)) if changed(key)]
+    if changes:
+        raise ConfigError(
+            f"the run directory {config.workdir} holds a run with another config "
+            f"({'; '.join(changes)}); use a new --workdir, or the same settings to resume"
+        )

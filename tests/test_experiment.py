@@ -1,0 +1,344 @@
+"""rem_tf.experiment, the library behind run.py, in this process: config checks, the resume
+rule, builders, checkpoints (fallback, kept copies, restore_model), interruption, NaN stop,
+finished runs, evaluation. Tiny data: 40 images, batch 10 (4 steps per epoch), latent 2, K = 4.
+"""
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+
+import keras
+import ml_collections
+import numpy as np
+import pytest
+
+import rem_tf
+from rem_tf import experiment
+from rem_tf.experiment import builders, callbacks, checkpoints, config as config_lib
+from rem_tf.experiment import ConfigError, Interrupted, TrainingDiverged
+
+from test_run_common import (  # noqa: F401 - data_dir is a fixture
+    REPO, data_dir, read_csv, read_json, tiny_config,
+)
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory):
+    """One uninterrupted `train_and_evaluate` of the tiny config: (workdir, results)."""
+    workdir = tmp_path_factory.mktemp("reference") / "run"
+    return workdir, experiment.train_and_evaluate(tiny_config(data_dir), workdir)
+
+
+def _copy(reference, tmp_path):
+    return shutil.copytree(reference[0], tmp_path / "run")
+
+
+class _AtStep(keras.callbacks.Callback):
+    """Calls `action(model)` once, at the end of optimizer step `step`."""
+
+    def __init__(self, step, action):
+        super().__init__()
+        self.step, self.action = step, action
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.step:
+            self.action(self.model)
+
+
+def _interrupt(model):
+    raise KeyboardInterrupt
+
+
+# ------------------------------------------------------------------- training runs
+
+
+def test_train_and_evaluate_returns_the_evaluation_and_writes_the_run_directory(reference):
+    workdir, results = reference
+    assert results["num_examples"] == 16 and results["num_samples"] == 40
+    assert read_json(workdir / "eval_test.json")["nll"] == results["nll"]
+    summary = read_json(workdir / "train_summary.json")
+    assert summary["global_step"] == 8 and summary["resumed_from_step"] == 0
+    assert set(summary["final_epoch_metrics"]) >= {"loss", "elbo", "learning_rate"}
+    stored = read_json(workdir / "config.json")
+    assert stored["workdir"] == str(workdir) and stored["data"]["source"] == "files"
+    assert stored["evaluation"]["proposal"] == "encoder"
+    assert [row["epoch"] for row in read_csv(workdir / "train_log.csv")] == ["0", "1"]
+    assert read_json(workdir / "versions.json")["git_commit"]
+    assert not (workdir / "kept_checkpoints").exists()  # off by default
+
+
+def test_rerunning_a_finished_run_leaves_it_as_it_was(reference, data_dir, tmp_path, capsys):
+    run = _copy(reference, tmp_path)
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*")
+              if p.is_file() and "saved_model" not in p.parts and p.name != "model.keras"}
+    saved = experiment.train(tiny_config(data_dir), run)
+    assert saved == run / "saved_model" and (saved / "saved_model.pb").is_file()
+    assert "finished at step 8" in capsys.readouterr().out
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*")
+             if p.is_file() and "saved_model" not in p.parts and p.name != "model.keras"}
+    assert after == before  # summary, log, checkpoints, config, TensorBoard: untouched
+
+
+def test_an_interrupted_run_saves_and_resumes_to_the_same_weights(reference, data_dir, tmp_path):
+    config = tiny_config(data_dir)
+    with pytest.raises(Interrupted, match="Interrupted at step 6") as info:
+        experiment.train(config, tmp_path / "run", extra_callbacks=[_AtStep(6, _interrupt)])
+    assert info.value.step == 6 and (tmp_path / "run" / "checkpoints" / "ckpt-6.index").is_file()
+    experiment.train(config, tmp_path / "run")
+    summary = read_json(tmp_path / "run" / "train_summary.json")
+    assert summary["resumed_from_step"] == 6
+    assert summary["weights_sha256"] == read_json(reference[0] / "train_summary.json")[
+        "weights_sha256"]
+
+
+def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(reference, data_dir,
+                                                                      tmp_path, caplog):
+    run = _copy(reference, tmp_path)
+    data = run / "checkpoints" / "ckpt-8.data-00000-of-00001"
+    os.truncate(data, os.path.getsize(data) // 2)
+    with caplog.at_level(logging.WARNING):
+        experiment.train(tiny_config(data_dir), run)
+    said = [r.getMessage() for r in caplog.records if "ckpt-8" in r.getMessage()]
+    assert len(said) == 1 and "unreadable" in said[0] and "resuming from" in said[0]
+    assert said[0].endswith("ckpt-7 instead.") and "\n" not in said[0]
+    summary = read_json(run / "train_summary.json")
+    assert summary["resumed_from_step"] == 7 and summary["global_step"] == 8
+    assert summary["weights_sha256"] == read_json(reference[0] / "train_summary.json")[
+        "weights_sha256"]
+
+
+def test_a_checkpoint_file_naming_a_missing_checkpoint_never_restarts_silently(
+        reference, data_dir, tmp_path, caplog):
+    run = _copy(reference, tmp_path)
+    for path in (run / "checkpoints").glob("ckpt-8.*"):
+        path.unlink()  # `checkpoint` still names ckpt-8
+    with caplog.at_level(logging.WARNING):
+        experiment.train(tiny_config(data_dir), run)
+    assert any("ckpt-8 is missing" in r.getMessage() for r in caplog.records)
+    assert read_json(run / "train_summary.json")["resumed_from_step"] == 7
+    # No checkpoint file left at all, but the `checkpoint` file: an error, not step 0.
+    for path in (run / "checkpoints").glob("ckpt-*"):
+        path.unlink()
+    (run / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-8"\n')
+    with pytest.raises(ConfigError, match="no readable checkpoint.*ckpt-8 is missing"):
+        experiment.train(tiny_config(data_dir), run)
+
+
+def test_a_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
+    def poison(model):
+        kernel = model.decoder.trainable_variables[0]
+        kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+    with pytest.raises(TrainingDiverged) as info:
+        experiment.train(tiny_config(data_dir), tmp_path / "run",
+                         extra_callbacks=[_AtStep(5, poison)])
+    message = str(info.value)
+    assert "\n" not in message and "rem_v2" in message and "step 6" in message
+    assert "ckpt-4" in message and "particles" in message and "learning rate" in message
+    kept = checkpoints.restore_model(tiny_config(data_dir), tmp_path / "run" / "checkpoints")
+    assert all(np.isfinite(w).all() for w in kept.get_weights())
+
+
+def test_kept_checkpoints_with_training_times_across_a_resume(data_dir, tmp_path):
+    config = tiny_config(data_dir, overrides={"training.keep_checkpoint_every_steps": 2})
+    with pytest.raises(Interrupted):
+        experiment.train(config, tmp_path / "run", extra_callbacks=[_AtStep(5, _interrupt)])
+    experiment.train(config, tmp_path / "run")
+    kept = tmp_path / "run" / "kept_checkpoints"
+    rows = read_csv(kept / "times.csv")
+    assert list(rows[0]) == ["step", "wall_seconds", "cpu_seconds", "unix_time"]
+    assert [int(row["step"]) for row in rows] == [2, 4, 6, 8]
+    for key in ("wall_seconds", "cpu_seconds", "unix_time"):
+        values = [float(row[key]) for row in rows]
+        assert values == sorted(values) and values[0] >= 0, key
+    assert all((kept / f"ckpt-{s}.index").is_file() for s in (2, 4, 6, 8))
+    # The kept step-8 checkpoint holds the exported weights.
+    model = experiment.restore_model(config, kept / "ckpt-8")
+    exported = keras.models.load_model(tmp_path / "run" / "model.keras")
+    for a, b in zip(model.get_weights(), exported.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = tiny_config(data_dir, overrides={"model.latent_dim": 3})
+    with pytest.raises(ConfigError, match="does not match"):
+        experiment.restore_model(other, kept / "ckpt-8.index")
+
+
+def test_evaluate_a_keras_file_on_the_data_it_was_trained_on(reference, tmp_path):
+    workdir, results = reference
+    config = experiment.default_config()  # binarized_mnist: replaced by the model's data
+    config.evaluation.num_samples, config.evaluation.elbo_samples = 40, 10
+    again = experiment.evaluate(config, workdir / "model.keras", tmp_path, data_from_model=True)
+    assert (tmp_path / "eval_test.json").is_file() and again["dataset"] == "mnist"
+    assert again["kl_to_prior"] == pytest.approx(results["kl_to_prior"], rel=1e-4)
+
+
+def test_train_refuses_a_bad_value_before_touching_the_workdir(data_dir, tmp_path):
+    config = tiny_config(data_dir, overrides={"evaluation.split": "valid"})
+    with pytest.raises(ConfigError, match="evaluation.split"):
+        experiment.train_and_evaluate(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------ config checks (no training)
+
+
+def _with(config, path, value):
+    """A ConfigDict like `config` with `path` = `value`, even of another type (as from JSON)."""
+    tree = config.to_dict()
+    *parents, last = path.split(".")
+    node = tree
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return ml_collections.ConfigDict(tree)
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("training.num_particles", 2.7, "training.num_particles (--num_particles) must be an int"),
+        ("model.latent_dim", 2.7, "model.latent_dim must be an integer"),
+        ("training.epochs", True, "training.epochs (--epochs) must be an integer"),
+        ("training.batch_size", 0, "training.batch_size (--batch_size) must be >= 1"),
+        ("training.adam_epsilon", -1.0, "training.adam_epsilon must be > 0"),
+        ("training.learning_rate", float("nan"), "training.learning_rate must be a finite"),
+        ("seed", -1, "seed must be in [0, 2**32)"),
+        ("model.hidden_units", (8, 0), "model.hidden_units"),
+        ("model.output_bias_from_data", 1, "model.output_bias_from_data must be True or False"),
+        ("model.beta", 1.5, "model.beta must be in [0, 1]"),
+        ("model.num_groups", 0, "model.num_groups must be >= 1"),
+        ("model.architecture", "conv", "model.architecture 'conv' is not supported"),
+        ("model.likelihood", "gaussian", "model.likelihood 'gaussian' is not supported"),
+        ("model.covariance", "full", "unknown covariance 'full' (config.model.covariance)"),
+        ("method", "rem_v3", "unknown method 'rem_v3' (--method / config.method)"),
+        ("data.name", "cifar10", "unknown dataset 'cifar10'"),
+        ("data.train_split", "test+x", "(config.data.train_split)"),
+        ("evaluation.split", "valid", "unknown mnist split 'valid' (config.evaluation.split)"),
+        ("evaluation.proposal", "best", "unknown proposal 'best' (config.evaluation.proposal)"),
+        ("evaluation.num_examples", 0, "evaluation.num_examples must be >= 1 or None"),
+        ("training.keep_checkpoint_every_steps", -1, "training.keep_checkpoint_every_steps"),
+        ("distribute.strategy", "tpu", "unknown strategy 'tpu'"),
+    ],
+)
+def test_check_config_names_the_bad_field_in_one_line(path, value, message, data_dir):
+    with pytest.raises(ConfigError) as info:
+        experiment.check_config(_with(tiny_config(data_dir), path, value))
+    assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_check_config_fills_new_fields_and_data_set_defaults_on_a_copy():
+    old = experiment.default_config()
+    with old.unlocked():
+        del old.model["num_groups"], old.evaluation["proposal"]
+    checked = experiment.check_config(old)
+    assert checked.model.num_groups == 8 and checked.evaluation.proposal == "encoder"
+    assert checked.data.source == "tfds" and checked.data.train_split == "train+validation"
+    assert old.data.source is None and "num_groups" not in old.model  # the input is untouched
+
+
+def test_method_fields_go_only_to_the_methods_that_take_them(monkeypatch):
+    class Grouped(rem_tf.METHODS["iwae"]):
+        def __init__(self, *, num_groups=8, **kwargs):
+            super().__init__(**kwargs)
+            self.num_groups = num_groups
+
+    monkeypatch.setitem(rem_tf.METHODS, "grouped", Grouped)
+    config = experiment.default_config()
+    config.model.num_groups, config.model.beta = 2, 0.25
+    config.method = "grouped"
+    assert builders.model_options(config) == {"num_groups": 2}
+    config.method = "iwae"
+    assert builders.model_options(config) == {}
+    config.method = "grouped"
+    config.model.hidden_units, config.training.num_particles = (4,), 4
+    assert builders.build_model_from_config(config, input_shape=(6,)).num_groups == 2
+
+
+def test_epoch_plan_resumes_mid_epoch_then_runs_whole_epochs():
+    assert builders.epoch_plan(0, 4, 3) == [(0, 0), (1, 0), (2, 0)]
+    assert builders.epoch_plan(4, 4, 3) == [(1, 0), (2, 0)]
+    assert builders.epoch_plan(7, 4, 3) == [(1, 3), (2, 0)]
+    assert builders.epoch_plan(12, 4, 3) == []
+    assert builders.epoch_plan(11, 4, 2) == []  # past the end (fewer epochs asked): nothing
+
+
+def test_epoch_seed_depends_on_seed_and_epoch_only():
+    seeds = {builders.epoch_seed(2019, e) for e in range(100)}
+    assert len(seeds) == 100 and builders.epoch_seed(2019, 5) == builders.epoch_seed(2019, 5)
+    assert builders.epoch_seed(2019, 5) != builders.epoch_seed(2020, 5)
+    assert all(0 <= s < 2**31 for s in seeds)
+
+
+def test_resuming_allows_more_epochs_but_not_another_model():
+    from configs import default  # noqa: PLC0415
+
+    config = default.get_config()
+    config.workdir = "/tmp/x"
+    stored = json.loads(config.to_json())
+    config.training.epochs = 300
+    config.evaluation.num_samples = 10
+    config.distribute.strategy = "mirrored"
+    config_lib.check_resumable(stored, config)  # fine
+    config.model.latent_dim = 5
+    with pytest.raises(ConfigError, match="model.latent_dim: 20 -> 5"):
+        config_lib.check_resumable(stored, config)
+
+
+def test_a_run_directory_from_before_a_field_existed_resumes_at_its_default():
+    config = experiment.default_config()
+    stored = json.loads(config.to_json())
+    for section, field in [("model", "num_groups"), ("model", "architecture"),
+                           ("evaluation", "proposal"), ("training", "keep_checkpoint_every_steps")]:
+        del stored[section][field]
+    config_lib.check_resumable(stored, config)  # the new fields at their defaults: no change
+    config.model.num_groups = 4
+    with pytest.raises(ConfigError, match="model.num_groups: None -> 4"):
+        config_lib.check_resumable(stored, config)
+
+
+def test_truncate_csv_drops_epochs_to_be_redone(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss\n0,3.0\n1,2.0\n2,1.0\n")
+    callbacks.truncate_csv(path, 2)
+    assert path.read_text().splitlines() == ["epoch,loss", "0,3.0", "1,2.0"]
+    callbacks.truncate_csv(tmp_path / "missing.csv", 0)  # no file: nothing to do
+
+
+def _load_config(name):
+    spec = importlib.util.spec_from_file_location(f"config_{name}", REPO / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+@pytest.mark.parametrize("name", ["default", "quick", "paper_stochastic_mnist", "paper_omniglot"])
+def test_config_files_are_valid_and_share_the_paper_model(name):
+    from rem_tf import data  # noqa: PLC0415
+
+    config, paper = _load_config(name), _load_config("default")
+    assert config.method in rem_tf.METHODS and config.data.name in data.NAMES
+    assert config.data.source is None or config.data.source in data.SOURCES
+    experiment.check_config(config, "train_and_evaluate")
+    for field in ("latent_dim", "hidden_units", "activation", "scale_activation", "covariance"):
+        assert config.model[field] == paper.model[field], field
+    assert config.seed == 2019 and config.training.learning_rate == 1e-3
+    assert config.training.schedule == "burda"
+    assert (REPO / "configs" / f"{name}.py").read_text().count("python run.py") >= 1
+
+
+def test_paper_defaults():
+    config = _load_config("default")
+    assert config.model.latent_dim == 20 and tuple(config.model.hidden_units) == (200, 200)
+    assert config.model.activation == "tanh"
+    assert config.training.num_particles == 1000 and config.training.batch_size == 20
+    assert config.training.epochs == 200 and config.data.name == "binarized_mnist"
+    assert config.evaluation.num_samples == 5000
+    assert config.evaluation.active_units_threshold == 0.01
+    assert config.model.output_bias_from_data
+
+
+def test_quick_config_runs_on_offline_mnist():
+    config = _load_config("quick")
+    assert config.data.name == "mnist" and config.data.source == "offline"
+    assert config.training.num_particles == 10 and config.training.batch_size == 100
