@@ -1,12 +1,15 @@
 """rem_tf: VAE, IWAE and Reweighted Expectation Maximization in Keras 3 / TFP."""
 
-from rem_tf import data, estimators, schedules  # schedules: .keras files with the Burda schedule load
+from rem_tf import data, estimators, likelihoods, networks, schedules  # schedules: .keras files load
 from rem_tf.models import METHODS, GenerativeModel
 
 
 def build_model(
     method,
     *,
+    encoder=None,
+    decoder=None,
+    likelihood="bernoulli",
     latent_dim=20,
     hidden_units=(200, 200),
     num_particles=1000,
@@ -19,21 +22,36 @@ def build_model(
 
     Args:
       method: one of `rem_tf.METHODS` ("vae", "iwae", "rem_v1", "rem_v2", …).
+      encoder: None (the paper's MLP) or any Keras layer / model mapping
+        x [B, *input_shape] to (loc [B, L], scale [B, L]), scale > 0, e.g.
+        `rem_tf.networks.conv_encoder(latent_dim, input_shape)` or
+        `rem_tf.networks.GaussianEncoder(backbone, latent_dim)`.
+      decoder: None (the paper's MLP) or any Keras layer / model mapping
+        z [N, L] to the likelihood's parameters [N, *input_shape], e.g.
+        `rem_tf.networks.conv_decoder(latent_dim, input_shape)`.
+      likelihood: "bernoulli" (decoder gives logits; binary data), "gaussian"
+        (decoder gives the mean; learned scalar scale), a
+        `rem_tf.likelihoods.Likelihood`, or a callable params -> tfd.Distribution
+        whose event shape is `input_shape` (see `rem_tf.likelihoods`).
       latent_dim: L (paper: 20).
-      hidden_units: hidden widths of encoder and decoder (paper: (200, 200)).
+      hidden_units: hidden widths of the built-in MLPs (paper: (200, 200)).
       num_particles: K particles per image in a training step (paper: 1000).
-      input_shape: shape of one image, e.g. (28, 28, 1) or (16,).
+      input_shape: shape of one example, e.g. (28, 28, 1) or (16,).
       covariance: REM moment matching, "unweighted" (Eq. 23) or "weighted" (Eq. 22).
       seed: integer seed of the particle sampler.
-      **kwargs: further `GenerativeModel` arguments (ridge, activation,
-        scale_activation, decoder_output_bias, name).
+      **kwargs: further arguments of the method's class (`GenerativeModel`: ridge,
+        activation, scale_activation, decoder_output_bias, fused_likelihood, name;
+        `num_groups` for miwae / piwae, `beta` for ciwae).
 
     Returns:
       An uncompiled `keras.Model` (a `GenerativeModel` subclass).
     """
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; valid methods: {sorted(METHODS)}")
     return METHODS[method](
+        encoder=encoder,
+        decoder=decoder,
+        likelihood=likelihood,
         latent_dim=latent_dim,
         hidden_units=hidden_units,
         num_particles=num_particles,
@@ -44,4 +62,7 @@ def build_model(
     )
 
 
-__all__ = ["build_model", "METHODS", "GenerativeModel", "data", "estimators", "schedules"]
+__all__ = [
+    "build_model", "METHODS", "GenerativeModel", "data", "estimators", "likelihoods", "networks",
+    "schedules",
+]

@@ -201,3 +201,46 @@ def combine_chunked_bounds(chunk_log_sum_weights, num_particles):
     return tf.reduce_logsumexp(chunk_log_sum_weights, axis=0) - tf.math.log(
         tf.cast(num_particles, chunk_log_sum_weights.dtype)
     )
+
+
+def miwae_bound(log_weights, num_groups):
+    """Average of M independent K-particle IWAE bounds: the MIWAE bound (Rainforth et al., 2018).
+
+    (1/M) Σ_m [lse_k log w_{m,k} − log K], the m-th group being particles
+    m·K … m·K + K − 1 of the first axis. M = 1 is `iwae_bound`; M groups of
+    K = 1 particle is `elbo`.
+
+    Args:
+      log_weights: [M·K, B].
+      num_groups: M, a Python int that divides the first dimension.
+
+    Returns:
+      [B].
+
+    #### References
+    Rainforth, T., Kosiorek, A. R., Le, T. A., Maddison, C. J., Igl, M., Wood, F.
+    and Teh, Y. W. (2018). Tighter Variational Bounds are Not Necessarily Better. ICML.
+    """
+    grouped = tf.reshape(log_weights, [num_groups, -1, tf.shape(log_weights)[-1]])  # [M, K, B]
+    num_particles = tf.cast(tf.shape(grouped)[1], log_weights.dtype)
+    per_group = tf.reduce_logsumexp(grouped, axis=1) - tf.math.log(num_particles)  # [M, B]
+    return tf.reduce_mean(per_group, axis=0)
+
+
+def ciwae_bound(log_weights, beta):
+    """β · ELBO + (1 − β) · IWAE bound over the same K particles (Rainforth et al., 2018).
+
+    β = 1 is `elbo`, β = 0 is `iwae_bound`; for β in [0, 1] it lies between the two.
+
+    Args:
+      log_weights: [K, B].
+      beta: β, a float in [0, 1].
+
+    Returns:
+      [B].
+
+    #### References
+    Rainforth, T. et al. (2018). Tighter Variational Bounds are Not Necessarily
+    Better. ICML (the CIWAE of §5).
+    """
+    return beta * elbo(log_weights) + (1.0 - beta) * iwae_bound(log_weights)

@@ -15,8 +15,12 @@ KL(r(z|x) ‖ p(z)) averaged over the test set.
 import time
 
 import numpy as np
+import tensorflow as tf
 
 from rem_tf import estimators
+from rem_tf.models.base import PROPOSALS, as_numeric_array, checked_message
+
+_LOG_LIKELIHOOD_FUNCTIONS = {"encoder": "log_likelihood", "shifted": "log_likelihood_shifted"}
 
 
 def as_functions(model_or_loaded, *, chunk_size=200, elbo_samples=100):
@@ -78,50 +82,79 @@ def evaluate(
     elbo_samples=100,
     active_units_threshold=0.01,
     progress=None,
+    proposal="encoder",
+    per_example=False,
 ):
-    """Evaluates a model on binary images.
+    """Evaluates a model on images (binary for a Bernoulli likelihood, finite otherwise).
 
     Memory is bounded by batch_size × chunk_size particles (times the image
     size) whatever `num_samples` and the number of images are.
 
     Args:
       model_or_loaded: a `GenerativeModel` or a loaded SavedModel (see `as_functions`).
-      images: float32 array [N, *input_shape] (or flattened [N, D]) of binary images.
+      images: float32 array [N, *input_shape] (or flattened [N, D]) in the
+        likelihood's support (binary for "bernoulli"); a SavedModel checks it in-graph.
       num_samples: K of the importance-sampled log-likelihood (the field's convention: 5000).
       chunk_size: particles per chunk (live models only; a SavedModel uses its own).
       batch_size: images per call.
       elbo_samples: particles of the ELBO estimate (live models only).
       active_units_threshold: variance threshold of an active unit.
       progress: optional callable(done, total) called after every batch.
+      proposal: "encoder" (default: z_k ~ r(z|x)) or "shifted" (the authors'
+        estimator: a second pass of K samples around the weighted mean of the
+        first; see `GenerativeModel.chunked_log_likelihood`).
+      per_example: also return `per_example_log_likelihood`, the [N] list of the
+        images' estimates (for paired comparisons of two models on the same images).
 
     Returns:
-      dict with `nll` (nats, = −log_likelihood), `log_likelihood`, `elbo`,
+      dict with `nll` (nats, = −log_likelihood), `log_likelihood`, `proposal`, `elbo`,
       `kl_to_prior` (analytic KL(r(z|x) ‖ N(0, I)), averaged), `active_units`,
       `latent_dim`, `encoder_mean_variance` ([L] list), `num_examples`,
       `num_samples`, `seconds`; averages are over the N images.
     """
-    if int(num_samples) < 1 or int(batch_size) < 1 or int(chunk_size) < 1:
-        raise ValueError("num_samples, batch_size and chunk_size must be >= 1")
-    images = np.asarray(images, np.float32)
+    for name, value in (("num_samples", num_samples), ("chunk_size", chunk_size),
+                        ("batch_size", batch_size)):
+        # int32: the exported functions take K as an int32.
+        if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                or not 1 <= value <= np.iinfo(np.int32).max):
+            raise ValueError(f"{name} must be an integer in [1, 2**31 - 1], got {value!r}")
+    images = as_numeric_array(images, "images").astype(np.float32)
     if images.ndim < 2 or len(images) == 0:
         raise ValueError(f"expected a non-empty batch of images, got shape {images.shape}")
-    if not np.all((images == 0) | (images == 1)):
-        raise ValueError("images must be binary (0 or 1); binarize them first")
+    if proposal not in PROPOSALS:
+        raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
+    if hasattr(model_or_loaded, "_check_array"):  # a live model: its likelihood's support
+        images = model_or_loaded._check_array(images, name="images")
     functions = as_functions(model_or_loaded, chunk_size=chunk_size, elbo_samples=elbo_samples)
     images = _as_input_shape(images, functions)
+    log_likelihood = getattr(functions, _LOG_LIKELIHOOD_FUNCTIONS[proposal], None)
+    if log_likelihood is None:
+        raise ValueError(
+            f"this SavedModel has no {_LOG_LIKELIHOOD_FUNCTIONS[proposal]} function (exported "
+            "by an older rem_tf); export it again, or use proposal='encoder'"
+        )
     start = time.time()
     n = len(images)
     sums = {"log_likelihood": 0.0, "elbo": 0.0, "kl_to_prior": 0.0}
     loc_sum = loc_sq_sum = None  # [L] float64, for the variance of the encoder means
+    per_image = []  # [N] log p̂(x), when per_example
     for first in range(0, n, int(batch_size)):
         x = images[first : first + int(batch_size)]
-        log_px = np.asarray(functions.log_likelihood(x, np.int32(num_samples)), np.float64)  # [B]
+        try:  # a SavedModel checks the values of x in-graph
+            log_px = np.asarray(log_likelihood(x, np.int32(num_samples)), np.float64)  # [B]
+        except tf.errors.InvalidArgumentError as error:
+            message = checked_message(error)
+            if message is None:
+                raise
+            raise ValueError(f"images: {message}") from None
         elbo = np.asarray(functions.elbo(x), np.float64)  # [B]
         codes = functions.encode(x)
         loc = np.asarray(codes["loc"], np.float64)  # [B, L]
         kl = estimators.kl_diag_normal_to_standard(codes["loc"], codes["scale"])  # [B]
         kl = np.asarray(kl, np.float64)
         sums["log_likelihood"] += log_px.sum()
+        if per_example:
+            per_image.extend(float(v) for v in log_px)
         sums["elbo"] += elbo.sum()
         sums["kl_to_prior"] += kl.sum()
         loc_sum = loc.sum(0) if loc_sum is None else loc_sum + loc.sum(0)
@@ -130,9 +163,10 @@ def evaluate(
             progress(min(first + int(batch_size), n), n)
     means = {k: v / n for k, v in sums.items()}
     variance = np.maximum(loc_sq_sum / n - (loc_sum / n) ** 2, 0.0)  # [L]
-    return {
+    out = {
         "nll": -means["log_likelihood"],
         "log_likelihood": means["log_likelihood"],
+        "proposal": proposal,
         "elbo": means["elbo"],
         "kl_to_prior": means["kl_to_prior"],
         "active_units": active_units(variance, active_units_threshold),
@@ -143,6 +177,9 @@ def evaluate(
         "num_samples": int(num_samples),
         "seconds": time.time() - start,
     }
+    if per_example:
+        out["per_example_log_likelihood"] = per_image
+    return out
 
 
 def format_table(results, title=None):
@@ -154,6 +191,8 @@ def format_table(results, title=None):
         ("KL(r(z|x) || p(z))", f"{results['kl_to_prior']:.3f}"),
         ("active units", f"{results['active_units']} / {results['latent_dim']}"),
         ("K (importance samples)", f"{results['num_samples']}"),
+        *([("proposal", results["proposal"])] if results.get("proposal", "encoder") != "encoder"
+          else []),
         ("images", f"{results['num_examples']}"),
     ]
     width = max(len(name) for name, _ in rows)

@@ -13,11 +13,19 @@ Functions (callable as attributes of the loaded object, and as signatures in
 
 | name | inputs | returns (signature output key) |
 |---|---|---|
-| `log_likelihood` | x float32 [B, *input_shape] binary, num_samples int32 [] | [B] log p(x), importance-sampled with K = num_samples, chunked (`log_likelihood`) |
+| `log_likelihood` | x float32 [B, *input_shape] (binary for a Bernoulli likelihood, finite otherwise), num_samples int64 [] >= 1 | [B] log p(x), importance-sampled with K = num_samples, chunked (`log_likelihood`) |
+| `log_likelihood_shifted` | x, num_samples | [B] the authors' estimator: K encoder samples give the weighted mean μ̂, then K samples from N(μ̂, diag(scale²)) (`log_likelihood`) |
 | `elbo` | x | [B] ELBO estimate, mean of `elbo_samples` log weights (`elbo`) |
 | `encode` | x | dict loc, scale [B, L] of r(z\\|x) (`loc`, `scale`) |
-| `decode` | z float32 [B, L] | Bernoulli logits [B, *input_shape] (`logits`) |
-| `sample` | num int32 [] | binary images [num, *input_shape] drawn from the model (`images`) |
+| `decode` | z float32 [B, L], finite | the likelihood's parameters [B, *input_shape]: Bernoulli logits (`logits`); Gaussian mean (`loc`, and `scale` in the signature); a custom likelihood's decoder output (`params`) |
+| `sample` | num int64 [] >= 0 | [num, *input_shape] drawn from the model, binary for Bernoulli (`images`) |
+
+Bad input raises `tf.errors.InvalidArgumentError` whose message starts with
+"rem_tf: " and names the argument: x outside the likelihood's support, a
+non-finite x (`encode`) or z (`decode`), num_samples < 1, num < 0. A shape or
+dtype that does not match the input signature is refused by TensorFlow itself, and
+so is a count that does not fit an int64. (Exports before rem_tf 0.3 take int32
+counts, which TensorFlow silently wraps around above 2**31 − 1.)
 
 The random functions draw from a seed-state variable saved with the model: a
 freshly loaded model always starts from the exported state, and every call
@@ -33,9 +41,11 @@ import tempfile
 
 import tensorflow as tf
 
-SIGNATURES = ("log_likelihood", "elbo", "encode", "decode", "sample")
+from rem_tf.models.base import in_graph_check
+
+SIGNATURES = ("log_likelihood", "log_likelihood_shifted", "elbo", "encode", "decode", "sample")
 METADATA_FILE = "rem_tf.json"
-_BINARY_MESSAGE = "rem_tf SavedModel: x must hold binary images (0 or 1, no NaN)"
+_FINITE = "(no NaN or Inf)"
 
 
 class ModelFunctions(tf.Module):
@@ -64,48 +74,86 @@ class ModelFunctions(tf.Module):
         data_dim = int(model.data_dim)
         latent_dim = int(model.latent_dim)
         chunk_size, elbo_samples = self.chunk_size, self.elbo_samples
+        likelihood = model.likelihood
 
-        def flatten_binary(x):
-            ok = tf.reduce_all((x == 0.0) | (x == 1.0))
-            with tf.control_dependencies([tf.debugging.Assert(ok, [_BINARY_MESSAGE])]):
-                return tf.reshape(x, [-1, data_dim])  # [B, D]
+        def checked(value, ok, message):
+            with tf.control_dependencies([in_graph_check(ok, message)]):
+                return tf.identity(value)
+
+        def if_not_empty(flat, compute):  # TFP cannot sample for an empty batch
+            return tf.cond(tf.shape(flat)[0] > 0, compute, lambda: tf.zeros([0]))
+
+        def flatten_checked(x):  # x in the likelihood's support
+            flat = tf.reshape(x, [-1, data_dim])  # [B, D]
+            return checked(flat, likelihood.valid(flat), likelihood.values_message())
 
         image_spec = tf.TensorSpec([None, *image_shape], tf.float32, name="x")
 
-        @tf.function(input_signature=[image_spec, tf.TensorSpec([], tf.int32, name="num_samples")])
+        # int64: TensorFlow wraps a Python int that does not fit an int32 input around
+        # (2**32 + 5 -> 5) before any check could see it; an int64 input holds any K
+        # the int64 chunk counting takes, and a larger one is refused by TensorFlow.
+        count_spec = tf.TensorSpec([], tf.int64, name="num_samples")
+
+        def chunked_log_likelihood(x, num_samples, proposal):
+            num_samples = checked(num_samples, num_samples >= 1, "num_samples must be >= 1")
+            flat = flatten_checked(x)
+            chunk = tf.cast(tf.minimum(tf.constant(chunk_size, tf.int64), num_samples), tf.int32)
+            return if_not_empty(flat, lambda: model.chunked_log_likelihood(
+                flat, num_samples, chunk, proposal))  # [B]
+
+        @tf.function(input_signature=[image_spec, count_spec])
         def log_likelihood(x, num_samples):
-            tf.debugging.assert_positive(num_samples, message="num_samples must be >= 1")
-            flat = flatten_binary(x)
-            chunk = tf.minimum(tf.constant(chunk_size), num_samples)
-            return model.chunked_log_likelihood(flat, num_samples, chunk)  # [B]
+            return chunked_log_likelihood(x, num_samples, "encoder")
+
+        @tf.function(input_signature=[image_spec, count_spec])
+        def log_likelihood_shifted(x, num_samples):
+            return chunked_log_likelihood(x, num_samples, "shifted")
 
         @tf.function(input_signature=[image_spec])
         def elbo(x):
-            flat = flatten_binary(x)
-            total = tf.zeros(tf.shape(flat)[:1])  # [B], Σ_k log w_k
-            for start in range(0, elbo_samples, chunk_size):
-                size = min(chunk_size, elbo_samples - start)
-                *_, log_weights = model.importance_sample(flat, size)  # [size, B]
-                total += tf.reduce_sum(log_weights, axis=0)
-            return total / elbo_samples
+            flat = flatten_checked(x)
+
+            def mean_log_weight():
+                total = tf.zeros(tf.shape(flat)[:1])  # [B], Σ_k log w_k
+                for start in range(0, elbo_samples, chunk_size):
+                    size = min(chunk_size, elbo_samples - start)
+                    *_, log_weights = model.importance_sample(flat, size)  # [size, B]
+                    total += tf.reduce_sum(log_weights, axis=0)
+                return total / elbo_samples
+
+            return if_not_empty(flat, mean_log_weight)
 
         @tf.function(input_signature=[image_spec])
         def encode(x):
+            x = checked(x, tf.reduce_all(tf.math.is_finite(x)), f"x must be finite {_FINITE}")
             loc, scale = model.encode(x)  # [B, L] each
             return {"loc": loc, "scale": scale}
 
-        @tf.function(input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name="z")])
-        def decode(z):
-            return tf.reshape(model.decode(z), [-1, *image_shape])  # [B, *input_shape] logits
+        z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
 
-        @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="num")])
+        def decoded(z):
+            z = checked(z, tf.reduce_all(tf.math.is_finite(z)), f"z must be finite {_FINITE}")
+            return tf.reshape(model.decode(z), [-1, *image_shape])  # [B, *input_shape]
+
+        @tf.function(input_signature=[z_spec])
+        def decode(z):
+            return decoded(z)  # the likelihood's parameters, e.g. Bernoulli logits
+
+        @tf.function(input_signature=[z_spec])
+        def decode_parameters(z):
+            return likelihood.named_parameters(decoded(z))  # e.g. {"logits": ...}
+
+        @tf.function(input_signature=[tf.TensorSpec([], tf.int64, name="num")])
         def sample(num):
+            num = checked(num, num >= 0, "num must be >= 0")
             return model.sample(num)  # [num, *input_shape]
 
         self.log_likelihood = log_likelihood
+        self.log_likelihood_shifted = log_likelihood_shifted
         self.elbo = elbo
         self.encode = encode
         self.decode = decode
+        self.decode_parameters = decode_parameters
         self.sample = sample
 
     def signatures(self):
@@ -113,17 +161,18 @@ class ModelFunctions(tf.Module):
 
         sig = {name: getattr(self, name).input_signature for name in SIGNATURES}
         return {
-            "log_likelihood": tf.function(
-                lambda x, num_samples: {"log_likelihood": self.log_likelihood(x, num_samples)},
-                input_signature=sig["log_likelihood"],
-            ).get_concrete_function(),
+            **{
+                name: tf.function(
+                    lambda x, num_samples, f=getattr(self, name): {"log_likelihood": f(x, num_samples)},
+                    input_signature=sig[name],
+                ).get_concrete_function()
+                for name in ("log_likelihood", "log_likelihood_shifted")
+            },
             "elbo": tf.function(
                 lambda x: {"elbo": self.elbo(x)}, input_signature=sig["elbo"]
             ).get_concrete_function(),
             "encode": self.encode.get_concrete_function(),
-            "decode": tf.function(
-                lambda z: {"logits": self.decode(z)}, input_signature=sig["decode"]
-            ).get_concrete_function(),
+            "decode": self.decode_parameters.get_concrete_function(),
             "sample": tf.function(
                 lambda num: {"images": self.sample(num)}, input_signature=sig["sample"]
             ).get_concrete_function(),
@@ -152,6 +201,8 @@ def export(model, path, *, chunk_size=200, elbo_samples=100, metadata=None):
         "class": type(model).__name__,
         "input_shape": list(model.image_shape),
         "latent_dim": int(model.latent_dim),
+        "likelihood": model.likelihood.describe(),
+        "decode_outputs": sorted(functions.decode_parameters.get_concrete_function().structured_outputs),
         "chunk_size": functions.chunk_size,
         "elbo_samples": functions.elbo_samples,
         "signatures": list(SIGNATURES),
@@ -185,8 +236,9 @@ def load(path):
     """Loads an exported model with TensorFlow only (`tf.saved_model.load`).
 
     Returns:
-      An object with the functions `log_likelihood`, `elbo`, `encode`, `decode`,
-      `sample` and the dict `signatures`.
+      An object with the functions `log_likelihood`, `log_likelihood_shifted`
+      (exports since rem_tf 0.2), `elbo`, `encode`, `decode`, `sample` and the dict
+      `signatures`.
     """
     if not is_saved_model(path):
         raise ValueError(f"{path} is not a SavedModel directory (no saved_model.pb in it)")

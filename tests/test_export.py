@@ -33,6 +33,7 @@ loaded = tf.saved_model.load(path)
 out = {"seed_state": [v.numpy().tolist() for v in loaded.model_variables
                       if v.name.startswith("particle_seed/")][0]}  # as exported
 out["log_likelihood"] = loaded.log_likelihood(images, num_samples).numpy().tolist()
+out["log_likelihood_shifted"] = loaded.log_likelihood_shifted(images, num_samples).numpy().tolist()
 codes = loaded.encode(images)
 out["loc"] = codes["loc"].numpy().tolist()
 out["scale"] = codes["scale"].numpy().tolist()
@@ -41,7 +42,8 @@ out["elbo"] = loaded.elbo(images).numpy().tolist()
 samples = loaded.sample(5).numpy()
 out["sample_shape"] = list(samples.shape)
 out["sample_values"] = sorted(set(np.unique(samples).tolist()))
-signature = loaded.signatures["log_likelihood"](x=tf.constant(images), num_samples=tf.constant(7))
+signature = loaded.signatures["log_likelihood"](x=tf.constant(images),
+                                                num_samples=tf.constant(7, tf.int64))
 out["signature_keys"] = {k: sorted(s.structured_outputs) for k, s in loaded.signatures.items()}
 out["signature_shape"] = list(signature["log_likelihood"].shape)
 print("RESULT " + json.dumps(out))
@@ -80,9 +82,11 @@ def test_saved_model_loads_without_rem_tf_and_agrees_with_the_live_model(images,
     # exactly as the first call of a freshly loaded SavedModel does.
     live = export.ModelFunctions(model, chunk_size=64, elbo_samples=10)
     reference = live.log_likelihood(images, K).numpy()
+    reference_shifted = live.log_likelihood_shifted(images, K).numpy()  # next seeds, as loaded
     out = load_in_fresh_process(path, images, K, tmp_path)
 
     np.testing.assert_allclose(out["log_likelihood"], reference, rtol=1e-5)
+    np.testing.assert_allclose(out["log_likelihood_shifted"], reference_shifted, rtol=1e-5)
     loc, scale = model.encode(images)
     np.testing.assert_allclose(out["loc"], loc, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out["scale"], scale, rtol=1e-5, atol=1e-6)
@@ -92,7 +96,8 @@ def test_saved_model_loads_without_rem_tf_and_agrees_with_the_live_model(images,
     assert np.all(np.asarray(out["elbo"]) <= np.asarray(out["log_likelihood"]) + 1.0)
     assert out["sample_shape"] == [5, 28, 28, 1] and set(out["sample_values"]) <= {0.0, 1.0}
     assert out["signature_keys"] == {
-        "log_likelihood": ["log_likelihood"], "elbo": ["elbo"], "encode": ["loc", "scale"],
+        "log_likelihood": ["log_likelihood"], "log_likelihood_shifted": ["log_likelihood"],
+        "elbo": ["elbo"], "encode": ["loc", "scale"],
         "decode": ["logits"], "sample": ["images"],
     }
     assert out["signature_shape"] == [len(images)]

@@ -34,6 +34,23 @@ def test_fused_bernoulli_likelihood_matches_plain_value_and_gradient():
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-6)
 
 
+def _op_types(function, *specs):
+    return sorted(op.type for op in
+                  tf.function(function).get_concrete_function(*specs).graph.get_operations())
+
+
+def test_the_default_model_builds_the_same_ops_as_the_paper_formulas():
+    # The default MLP-Bernoulli path is the pre-custom-networks graph: log p(x, z) is
+    # log N(z; 0, I) + the fused Bernoulli log-probability of the MLP decoder's logits,
+    # and the encoder is called on the flattened images, with nothing added around them.
+    model = rem_tf.build_model("iwae", seed=5, **SMALL)
+    x, z = tf.TensorSpec([None, 32]), tf.TensorSpec([None, None, 3])
+    reference = (lambda x, z: estimators.standard_normal_log_prob(z)
+                 + estimators.bernoulli_log_prob_fused(x, model.decoder(z)))
+    assert _op_types(model.log_joint, x, z) == _op_types(reference, x, z)
+    assert _op_types(model._encode, x) == _op_types(lambda x: model.encoder(x), x)
+
+
 def _losses_and_gradients(model, x):
     with tf.GradientTape(persistent=True) as tape:
         losses = model.compute_losses(tf.constant(x))
@@ -74,7 +91,7 @@ def test_training_traces_the_step_once():
     assert len(traces) == 1
     model.log_likelihood(x, num_samples=30, chunk_size=7, batch_size=20)
     model.log_likelihood(x, num_samples=60, chunk_size=7, batch_size=20)
-    function = model._log_likelihood_function(7, False)
+    function = model._log_likelihood_function(7, False, "encoder")
     assert function.experimental_get_tracing_count() == 1
 
 

@@ -1,11 +1,17 @@
-"""The model every method shares: networks, log joint, two optimizers, metrics.
+"""The model every method shares: networks, likelihood, log joint, two optimizers, metrics.
 
 A method is a subclass that implements `compute_losses(x)`: per-example
-θ (decoder) and η (encoder) losses for a batch. `train_step` differentiates the
-θ loss with respect to the decoder only and the η loss with respect to the
-encoder only, so neither loss can move the other network's parameters.
+θ (decoder and likelihood) and η (encoder) losses for a batch. `train_step`
+differentiates the θ loss with respect to θ only and the η loss with respect to
+the encoder only, so neither loss can move the other network's parameters.
+
+The networks and the likelihood are the user's choice (see `GenerativeModel`):
+the methods only use log p(x | z) through `log_joint`, log p(z) = N(0, I), and
+the encoder's diagonal Gaussian r(z | x) through `importance_sample` and
+`recognition`. Inside the model images are flattened, x [B, D].
 """
 
+import numbers
 from typing import NamedTuple, Optional, Sequence
 
 import keras
@@ -13,12 +19,53 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from rem_tf import _keras_compat, estimators
+from rem_tf import _keras_compat, estimators, likelihoods, networks
 from rem_tf.networks import Decoder, Encoder
 
 tfd = tfp.distributions
 
-_BAD_VALUES_MARKER = "rem_tf: input images must be binary"
+# Every message of an in-graph check starts with this; `fit`, `evaluate` and the
+# evaluation functions turn a TensorFlow error that carries it into a ValueError.
+CHECK_MARKER = "rem_tf: "
+# Proposals of the importance-sampled log-likelihood (see `chunked_log_likelihood`).
+PROPOSALS = ("encoder", "shifted")
+# Largest K of `log_likelihood` (the particle counts are int64).
+MAX_NUM_SAMPLES = int(np.iinfo(np.int64).max)
+_INT32_MAX = int(np.iinfo(np.int32).max)
+# Key of the particle-seed state among the model's own variables in a .keras file.
+_SEED_STATE_KEY = "particle_seed_state"
+
+
+def check_integer(name, value, minimum=1, maximum=None):
+    """value as a Python int; ValueError naming `name` unless it is an integer in range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+    return int(value)
+
+
+def as_numeric_array(value, name):
+    """np.asarray(value) of a bool, integer or float dtype; ValueError naming `name` otherwise."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as err:  # ragged nested lists, unconvertible objects
+        raise ValueError(f"{name} must be an array of numbers: {err}") from None
+    if array.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{name} must be an array of numbers (bool, int or float), got dtype {array.dtype}"
+        )
+    return array
+
+
+def in_graph_check(ok, message):
+    """An assertion that raises InvalidArgumentError(message) when `ok` is False.
+
+    XLA ignores assertions; under `jit_compile` the value checks of a training
+    step therefore turn bad input into a NaN loss instead (see `_images`).
+    """
+    return tf.debugging.Assert(ok, [CHECK_MARKER + message.removeprefix(CHECK_MARKER)])
 
 
 class Losses(NamedTuple):
@@ -32,23 +79,43 @@ class Losses(NamedTuple):
 
 
 class GenerativeModel(keras.Model):
-    """Bernoulli-decoder latent-variable model trained by importance weighting.
+    """Latent-variable model p(z) p(x|z) with an encoder r(z|x), trained by importance weighting.
+
+    By default the paper's model: two tanh MLPs and a Bernoulli likelihood.
+    Any Keras encoder and decoder and any likelihood can be passed instead:
+
+    - `encoder`: a Keras layer or model mapping a batch x [B, *input_shape] to
+      `(loc, scale)`, each [B, L], scale > 0 (a dict with keys "loc" and "scale"
+      also works); `rem_tf.networks.GaussianEncoder(backbone, L)` adds the two
+      dense heads to any backbone.
+    - `decoder`: a Keras layer or model mapping z [N, L] to the likelihood's
+      parameters [N, *input_shape] (or flattened [N, D]); the model folds the
+      K × B particles of a step into N = K·B and back.
+    - `likelihood`: "bernoulli" (decoder gives logits; binary data), "gaussian"
+      (decoder gives the mean; a learned scalar scale; any finite data), a
+      `rem_tf.likelihoods.Likelihood` (e.g. `Gaussian(scale=0.1, learned=False)`),
+      or a callable params -> tfd.Distribution with event shape `input_shape`.
+
+    θ (the `model_optimizer`'s parameters) = the decoder's and the likelihood's
+    trainable variables (`theta_variables`); η = the encoder's (`eta_variables`).
 
     Args:
       latent_dim: L, the dimension of z (paper: 20).
-      hidden_units: hidden widths of both networks (paper: (200, 200)).
+      hidden_units: hidden widths of the built-in MLPs (paper: (200, 200)).
       num_particles: K, particles per image in a training step (paper: 1000).
-      input_shape: shape of one image, e.g. (28, 28, 1) or (16,).
+      input_shape: shape of one example, e.g. (28, 28, 1) or (16,).
       covariance: "unweighted" (Eq. 23) or "weighted" (Eq. 22) moment
         matching; used by the REM methods.
       ridge: ε added to the diagonal of the moment-matched covariance.
-      activation: hidden activation of both networks (paper: tanh).
-      scale_activation: "exp" (paper) or "softplus" for the encoder scale.
-      decoder_output_bias: optional initial logits bias, shape [D].
+      activation: hidden activation of the built-in MLPs (paper: tanh).
+      scale_activation: "exp" (paper) or "softplus", the built-in encoder's scale.
+      decoder_output_bias: optional initial output bias [D] of the built-in decoder.
       seed: integer seed of the particle sampler; None draws one.
-      fused_likelihood: use `estimators.bernoulli_log_prob_fused` (the fast
-        path, default) instead of the plain autodiff `bernoulli_log_prob`;
+      fused_likelihood: for "bernoulli", use `estimators.bernoulli_log_prob_fused`
+        (the fast path, default) instead of the plain autodiff `bernoulli_log_prob`;
         both give the same values and gradients.
+      encoder, decoder: the user's networks (None: the built-in MLPs).
+      likelihood: see above (default "bernoulli").
     """
 
     # Overridden by methods: the smallest K the method is defined for, and
@@ -70,9 +137,14 @@ class GenerativeModel(keras.Model):
         decoder_output_bias: Optional[Sequence[float]] = None,
         seed: Optional[int] = None,
         fused_likelihood: bool = True,
+        encoder=None,
+        decoder=None,
+        likelihood="bernoulli",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        check_integer("latent_dim", latent_dim)
+        check_integer("num_particles", num_particles)
         if int(num_particles) < self.min_particles:
             raise ValueError(
                 f"{type(self).__name__} needs num_particles >= {self.min_particles}, "
@@ -82,8 +154,16 @@ class GenerativeModel(keras.Model):
             raise ValueError(
                 f"covariance must be one of {estimators.COVARIANCES}, got {covariance!r}"
             )
-        if int(latent_dim) < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if isinstance(input_shape, numbers.Integral):
+            input_shape = (input_shape,)
+        if not isinstance(input_shape, (tuple, list)) or not input_shape:
+            raise ValueError(f"input_shape must be a non-empty tuple of sizes, got {input_shape!r}")
+        for size in input_shape:
+            check_integer("every input_shape entry", size)
+        if isinstance(hidden_units, numbers.Integral):
+            hidden_units = (hidden_units,)
+        for units in hidden_units:
+            check_integer("every hidden_units entry", units)
         if not float(ridge) > 0:  # ridge 0 gives a NaN Cholesky factor, silently, when K <= L
             raise ValueError(f"ridge must be > 0, got {ridge}")
         if keras.config.dtype_policy().compute_dtype != "float32":
@@ -92,6 +172,8 @@ class GenerativeModel(keras.Model):
                 f"{keras.config.dtype_policy().name!r} (set it back with "
                 f"keras.config.set_dtype_policy('float32'))"
             )
+        if seed is not None:
+            check_integer("seed", seed, minimum=0)
         self.latent_dim = int(latent_dim)
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.num_particles = int(num_particles)
@@ -103,25 +185,68 @@ class GenerativeModel(keras.Model):
         self.scale_activation = scale_activation
         self.seed = seed
         self.fused_likelihood = bool(fused_likelihood)
-        self.encoder = Encoder(
-            self.latent_dim, self.hidden_units, activation, scale_activation, name="encoder"
-        )
-        self.decoder = Decoder(
-            self.data_dim, self.hidden_units, activation, decoder_output_bias, name="decoder"
-        )
+        self._builtin_encoder = encoder is None
+        self._builtin_decoder = decoder is None
+        if decoder is not None and decoder_output_bias is not None:
+            raise ValueError(
+                "decoder_output_bias sets the built-in decoder's output bias; with your own "
+                "decoder, initialize its output layer instead"
+            )
+        if encoder is None:
+            encoder = Encoder(
+                self.latent_dim, self.hidden_units, activation, scale_activation, name="encoder"
+            )
+        else:
+            encoder = networks.as_layer(encoder, "encoder")
+        if decoder is None:
+            decoder = Decoder(
+                self.data_dim, self.hidden_units, activation, decoder_output_bias, name="decoder"
+            )
+        else:
+            decoder = networks.as_layer(decoder, "decoder")
+        self.encoder = encoder
+        self.decoder = decoder
         self.seed_generator = keras.random.SeedGenerator(seed, name="particle_seed")
-        self.encoder.build((None, self.data_dim))
-        self.decoder.build((None, self.latent_dim))
+        self.likelihood = likelihoods.get(likelihood, fused=self.fused_likelihood)
+        self.likelihood.build(self.image_shape)
+        if self._builtin_encoder:
+            self.encoder.build((None, self.data_dim))
+        if self._builtin_decoder:
+            self.decoder.build((None, self.latent_dim))
+        if not (self._builtin_encoder and self._builtin_decoder
+                and isinstance(self.likelihood, likelihoods.Bernoulli)):
+            self._check_networks()
         self.proposal_optimizer = None
         names = ["loss"] if self.shared_loss else ["loss", "model_loss", "proposal_loss"]
         names += ["elbo", "log_likelihood", "kl_to_prior"]
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.built = True
 
+    def _check_networks(self):
+        """Calls the user's networks and likelihood once on zeros: builds and checks them."""
+        if not self._builtin_encoder:
+            outputs = self.encoder(tf.zeros([2, *self.image_shape]))
+            _, scale = networks.encoder_outputs(outputs, self.latent_dim, 2)
+            self._check_probe_scale(scale)
+        params = self._decode_flat(tf.zeros([3, self.latent_dim]))  # [3, D]
+        self.likelihood.log_prob(tf.zeros([3, self.data_dim]), params)
+
+    @staticmethod
+    def _check_probe_scale(scale):
+        if not np.all(scale.numpy() > 0):
+            raise ValueError(
+                "the encoder's scale must be > 0; on an all-zeros batch it returned "
+                f"{scale.numpy()[0].tolist()}. Apply e.g. softplus or exp to its scale head "
+                "(rem_tf.networks.GaussianEncoder does)."
+            )
+
     # ------------------------------------------------------------------ config
 
     def get_config(self):
-        return {
+        def custom(layer, builtin):
+            return None if builtin else keras.saving.serialize_keras_object(layer)
+
+        config = {
             **super().get_config(),
             "latent_dim": self.latent_dim,
             "hidden_units": list(self.hidden_units),
@@ -131,21 +256,53 @@ class GenerativeModel(keras.Model):
             "ridge": self.ridge,
             "activation": self.activation,
             "scale_activation": self.scale_activation,
-            "decoder_output_bias": self.decoder.output_bias,
+            "decoder_output_bias": self.decoder.output_bias if self._builtin_decoder else None,
             "seed": self.seed,
             "fused_likelihood": self.fused_likelihood,
         }
+        if not (self._builtin_encoder and self._builtin_decoder):
+            config["encoder"] = custom(self.encoder, self._builtin_encoder)
+            config["decoder"] = custom(self.decoder, self._builtin_decoder)
+        if not isinstance(self.likelihood, likelihoods.Bernoulli):
+            config["likelihood"] = keras.saving.serialize_keras_object(self.likelihood)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in ("encoder", "decoder"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(
+                    config[key], custom_objects=custom_objects
+                )
+        if isinstance(config.get("likelihood"), dict):
+            config["likelihood"] = keras.saving.deserialize_keras_object(
+                config["likelihood"], custom_objects=custom_objects
+            )
+        return cls(**config)
+
+    def save_own_variables(self, store):
+        """Keras's own variables plus the particle-seed state (not a Keras layer variable)."""
+        super().save_own_variables(store)
+        store[_SEED_STATE_KEY] = self.seed_generator.state.numpy()
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        if _SEED_STATE_KEY in keys:  # files written before rem_tf 0.3 have no seed state
+            state = self.seed_generator.state
+            state.assign(np.asarray(store[_SEED_STATE_KEY]).astype(state.dtype))
+        super().load_own_variables({k: store[k] for k in keys if k != _SEED_STATE_KEY})
 
     # --------------------------------------------------------------- compile
 
     def compile(self, optimizer=None, *, model_optimizer=None, proposal_optimizer=None, **kwargs):
         """Configures training with one optimizer or two.
 
-        Either `optimizer` (one optimizer updates both networks, the decoder
-        with the θ loss and the encoder with the η loss), or both
-        `model_optimizer` (θ, decoder) and `proposal_optimizer` (η, encoder).
-        Other keyword arguments (`jit_compile`, `steps_per_execution`, …) go
-        to `keras.Model.compile`.
+        Either `optimizer` (one optimizer updates both parameter sets, θ with
+        the θ loss and η with the η loss), or both `model_optimizer` (θ: decoder
+        and likelihood) and `proposal_optimizer` (η, encoder). Other keyword
+        arguments (`jit_compile`, `steps_per_execution`, …) go to
+        `keras.Model.compile`.
         """
         if optimizer is not None and (model_optimizer is not None or proposal_optimizer is not None):
             raise ValueError(
@@ -168,10 +325,10 @@ class GenerativeModel(keras.Model):
             self.proposal_optimizer = None
         super().compile(optimizer=keras.optimizers.get(optimizer), **kwargs)
         if self.proposal_optimizer is None:
-            self.optimizer.build(self.decoder.trainable_variables + self.encoder.trainable_variables)
+            self.optimizer.build(self.theta_variables + self.eta_variables)
         else:
-            self.optimizer.build(self.decoder.trainable_variables)
-            self.proposal_optimizer.build(self.encoder.trainable_variables)
+            self.optimizer.build(self.theta_variables)
+            self.proposal_optimizer.build(self.eta_variables)
 
     def get_compile_config(self):
         if not self.compiled:
@@ -196,8 +353,18 @@ class GenerativeModel(keras.Model):
 
     @property
     def model_optimizer(self):
-        """The optimizer of the decoder parameters θ."""
+        """The optimizer of θ (the decoder's and the likelihood's parameters)."""
         return self.optimizer
+
+    @property
+    def theta_variables(self):
+        """θ: the trainable variables of the decoder, then of the likelihood."""
+        return self.decoder.trainable_variables + self.likelihood.trainable_variables
+
+    @property
+    def eta_variables(self):
+        """η: the trainable variables of the encoder."""
+        return self.encoder.trainable_variables
 
     @property
     def metrics(self):
@@ -213,40 +380,84 @@ class GenerativeModel(keras.Model):
             seed = tf.random.experimental.stateless_fold_in(seed, context.replica_id_in_sync_group)
         return seed
 
+    def _encode(self, x):
+        """Encoder parameters for flattened x [B, D]: (loc [B, L], scale [B, L])."""
+        if self._builtin_encoder:
+            return self.encoder(x)  # the MLP takes flattened images
+        images = tf.reshape(x, [-1, *self.image_shape])  # [B, *input_shape]
+        loc, scale = networks.encoder_outputs(self.encoder(images), self.latent_dim, x.shape[0])
+        check = in_graph_check(
+            tf.reduce_all(scale > 0), "the encoder's scale must be > 0 (and not NaN)"
+        )
+        with tf.control_dependencies([check]):
+            return loc, tf.identity(scale)
+
+    def _decode_flat(self, z):
+        """Likelihood parameters, flattened: z [..., L] -> [..., D]."""
+        if self._builtin_decoder:
+            return self.decoder(z)  # folds the leading axes itself
+        leading = tf.shape(z)[:-1]
+        flat_z = tf.reshape(z, [-1, self.latent_dim])  # [N, L], N = K·B
+        params = networks.decoder_output(self.decoder(flat_z), self.image_shape, flat_z.shape[0])
+        return tf.reshape(params, tf.concat([leading, [self.data_dim]], 0))  # [..., D]
+
     def encode(self, x):
-        """Encoder parameters: x [B, *input_shape] -> (loc [B, L], scale [B, L])."""
-        return self.encoder(self.flatten_images(x))
+        """Encoder parameters: x [B, *input_shape] (or [B, D]) -> (loc [B, L], scale [B, L]).
+
+        Values must be finite; an eager call checks them (and the shape and
+        dtype) before the encoder runs.
+        """
+        if tf.is_symbolic_tensor(x) or not tf.executing_eagerly():
+            return self._encode(self.flatten_images(x))
+        x = self._check_array(x, values="finite", allow_empty=True)
+        return self._encode(tf.constant(x.reshape(len(x), self.data_dim)))
 
     def decode(self, z):
-        """Bernoulli logits [..., D] for z [..., L], D = prod(input_shape)."""
-        return self.decoder(tf.cast(z, tf.float32))
+        """The likelihood's parameters for z [..., L]: [..., *input_shape].
+
+        Bernoulli logits, the Gaussian mean, or the decoder output a callable
+        likelihood reads. An eager call checks that z is a finite float array.
+        """
+        if not tf.is_symbolic_tensor(z) and tf.executing_eagerly():
+            array = as_numeric_array(z, "z")
+            if array.ndim < 1 or array.shape[-1] != self.latent_dim:
+                raise ValueError(
+                    f"z must have shape [..., latent_dim] = [..., {self.latent_dim}], "
+                    f"got {array.shape}"
+                )
+            if not np.all(np.isfinite(array)):
+                raise ValueError("z must hold finite values (no NaN or Inf)")
+            z = array
+        z = tf.cast(z, tf.float32)
+        params = self._decode_flat(z)  # [..., D]
+        return tf.reshape(params, tf.concat([tf.shape(z)[:-1], self.image_shape], 0))
 
     def recognition(self, loc, scale):
         """r_eta(z|x) = N(loc, diag(scale²)) as a TFP distribution, batch [B]."""
         return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
 
     def log_joint(self, x, z):
-        """log p_theta(x, z) = log N(z; 0, I) + Σ_pixels log Bern(x | decoder(z)).
+        """log p_theta(x, z) = log N(z; 0, I) + log p(x | decoder(z)).
+
+        With the default Bernoulli likelihood the second term is
+        Σ_pixels log Bern(x | logits), fused by XLA (`fused_likelihood`).
 
         Args:
-          x: [B, D] flattened binary images.
+          x: [B, D] flattened images.
           z: [K, B, L] latents.
 
         Returns:
           [K, B].
         """
-        likelihood = (
-            estimators.bernoulli_log_prob_fused
-            if self.fused_likelihood
-            else estimators.bernoulli_log_prob
+        return estimators.standard_normal_log_prob(z) + self.likelihood.log_prob(
+            x, self._decode_flat(z)
         )
-        return estimators.standard_normal_log_prob(z) + likelihood(x, self.decoder(z))
 
     def importance_sample(self, x, num_particles, reparameterize=False):
         """Draws z_k ~ r_eta(z|x) and computes their log weights.
 
         Args:
-          x: [B, D] flattened binary images.
+          x: [B, D] flattened images.
           num_particles: K.
           reparameterize: if False the samples are stopped (REM, RWS).
 
@@ -254,7 +465,7 @@ class GenerativeModel(keras.Model):
           loc, scale [B, L]; the recognition distribution; z [K, B, L];
           log p(x, z) [K, B]; log weights [K, B].
         """
-        loc, scale = self.encoder(x)
+        loc, scale = self._encode(x)
         recognition = self.recognition(loc, scale)
         z = recognition.sample(num_particles, seed=self.next_seed())  # [K, B, L]
         if not reparameterize:
@@ -288,25 +499,51 @@ class GenerativeModel(keras.Model):
     def flatten_images(self, x):
         """[B, *input_shape] (or [B, D]) -> float32 [B, D]; a wrong shape raises ValueError."""
         x = tf.convert_to_tensor(x)
-        self._check_batch_shape(x.shape)
+        if not (x.dtype.is_floating or x.dtype.is_integer or x.dtype.is_bool):
+            raise ValueError(f"x must hold numbers (bool, int or float), got dtype {x.dtype.name}")
+        self._check_batch_shape(x.shape, "x")
         return tf.reshape(tf.cast(x, tf.float32), [-1, self.data_dim])
 
-    def _check_array(self, x):
-        x = np.asarray(x)
+    def _values_error(self, x, bad, name):
+        first = np.argwhere(bad)[0]
+        hint = (" Binarize the data first, e.g. with rem_tf.data.load(..., "
+                "binarization='dynamic')." if isinstance(self.likelihood, likelihoods.Bernoulli)
+                else "")
+        return ValueError(
+            f"{self.likelihood.values_message().replace(' x ', f' {name} ', 1)}; found "
+            f"{x[tuple(first)].item()!r} at index {tuple(int(i) for i in first)}.{hint}"
+        )
+
+    def _check_array(self, x, name="x", values="likelihood", allow_empty=False):
+        """x as a float32 numpy batch after dtype, shape and value checks (ValueError).
+
+        values: "likelihood" (the likelihood's support: binary for Bernoulli,
+        finite otherwise) or "finite".
+        """
+        x = as_numeric_array(x, name)
         if x.ndim < 2:
-            raise ValueError(f"expected a batch of images, got an array of shape {x.shape}")
-        self._check_batch_shape(x.shape, "an array")
-        bad = ~((x == 0) | (x == 1))
-        if bad.any():
-            first = np.argwhere(bad)[0]
             raise ValueError(
-                f"{_BAD_VALUES_MARKER} (0 or 1, no NaN); found {x[tuple(first)]!r} at index "
-                f"{tuple(int(i) for i in first)}. Binarize the data first, e.g. "
-                "with rem_tf.data.load(..., binarization='dynamic')."
+                f"{name}: expected a batch of images [B, *input_shape] = [B, "
+                f"{', '.join(map(str, self.image_shape))}], got an array of shape {x.shape}"
+            )
+        self._check_batch_shape(x.shape, f"{name}, an array")
+        if len(x) == 0 and not allow_empty:
+            raise ValueError(f"{name} holds no examples (an empty batch of shape {x.shape})")
+        if values == "likelihood":
+            bad = self.likelihood.invalid_numpy(x)
+            if bad.any():
+                raise self._values_error(x, bad, name)
+        elif not np.all(np.isfinite(x)):
+            bad = ~np.isfinite(x)
+            raise ValueError(
+                f"{name} must hold finite values (no NaN or Inf); found "
+                f"{x[tuple(np.argwhere(bad)[0])].item()!r} at index "
+                f"{tuple(int(i) for i in np.argwhere(bad)[0])}"
             )
         return x.astype(np.float32)
 
     def _check_dataset(self, dataset):
+        """Checks the element shape; the values are checked in every step (`_images`)."""
         images_spec = dataset.element_spec
         if isinstance(images_spec, (tuple, list)):
             images_spec = images_spec[0]
@@ -314,16 +551,7 @@ class GenerativeModel(keras.Model):
             raise ValueError("expected a dataset of images (or (images, ...) tuples), not dicts")
         if images_spec.shape.rank is not None and images_spec.shape[1:].is_fully_defined():
             self._check_batch_shape(images_spec.shape, "dataset elements")
-
-        def check(*element):
-            images = element[0]
-            ok = tf.reduce_all((images == 0) | (images == 1))
-            with tf.control_dependencies(
-                [tf.debugging.Assert(ok, [_BAD_VALUES_MARKER + " (0 or 1, no NaN)"])]
-            ):
-                return tf.nest.map_structure(tf.identity, element if len(element) > 1 else images)
-
-        return dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return dataset
 
     def _checked_input(self, x):
         if x is None:
@@ -332,7 +560,7 @@ class GenerativeModel(keras.Model):
             return self._check_dataset(x)
         if isinstance(x, (np.ndarray, tf.Tensor, list)):
             return self._check_array(x)
-        return x  # generators, PyDatasets, distributed datasets: checked in-graph by shape only
+        return x  # generators, PyDatasets, distributed datasets: checked in every step
 
     def _run_checked(self, run, *args, **kwargs):
         if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -340,11 +568,9 @@ class GenerativeModel(keras.Model):
         try:
             return run(*args, **kwargs)
         except tf.errors.InvalidArgumentError as error:
-            if _BAD_VALUES_MARKER in str(error):
-                raise ValueError(
-                    f"{_BAD_VALUES_MARKER} (0 or 1, no NaN): the dataset holds other values. "
-                    "Binarize it first, e.g. with rem_tf.data.load(..., binarization='dynamic')."
-                ) from None
+            message = checked_message(error)
+            if message is not None:
+                raise ValueError(message) from None
             raise
 
     def fit(self, x=None, y=None, *args, validation_data=None, callbacks=None, **kwargs):
@@ -353,7 +579,7 @@ class GenerativeModel(keras.Model):
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself; silences Keras
         if not any(isinstance(c, keras.callbacks.TerminateOnNaN) for c in callbacks):
-            callbacks.append(keras.callbacks.TerminateOnNaN(raise_error=True))
+            callbacks.append(_TerminateOnNaN())
         if isinstance(validation_data, tuple):
             validation_data = (self._checked_input(validation_data[0]),) + validation_data[1:]
         else:
@@ -370,18 +596,29 @@ class GenerativeModel(keras.Model):
     # --------------------------------------------------------------- steps
 
     def call(self, x, training=False):
-        """Reconstruction logits [B, *input_shape] from the encoder mean."""
-        loc, _ = self.encoder(self.flatten_images(x))
-        return tf.reshape(self.decoder(loc), [-1, *self.image_shape])
+        """Reconstruction: the likelihood's parameters [B, *input_shape] at the encoder mean."""
+        loc, _ = self._encode(self.flatten_images(x))
+        return tf.reshape(self._decode_flat(loc), [-1, *self.image_shape])
 
     def _images(self, data):
+        """The batch's images, flattened [B, D], with the likelihood's value check in-graph.
+
+        One reduce over the batch (binary for Bernoulli, finite otherwise) and an
+        assertion; under XLA, which drops assertions, bad values become NaN
+        instead, so the loss is NaN and `fit` stops.
+        """
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self.flatten_images(x)
+        x = self.flatten_images(x)
+        ok = self.likelihood.valid(x)
+        if getattr(self, "jit_compile", False):
+            x = tf.where(ok, x, np.nan)
+        with tf.control_dependencies([in_graph_check(ok, self.likelihood.values_message())]):
+            return tf.identity(x)
 
     def train_step(self, data):
         x = self._images(data)  # [B, D]
-        decoder_vars = self.decoder.trainable_variables
-        encoder_vars = self.encoder.trainable_variables
+        decoder_vars = self.theta_variables
+        encoder_vars = self.eta_variables
         global_batch = self._global_batch_size(x)
         with tf.GradientTape(persistent=not self.shared_loss) as tape:
             losses = self.compute_losses(x)
@@ -436,90 +673,190 @@ class GenerativeModel(keras.Model):
     # ------------------------------------------------------------ evaluation
 
     def sample(self, num_samples, seed=None):
-        """Draws images from the model: z ~ N(0, I), x ~ Bern(decoder(z)).
+        """Draws examples from the model: z ~ N(0, I), x ~ p(x | decoder(z)).
 
         Args:
-          num_samples: N, the number of images.
-          seed: optional int for a reproducible draw; None uses (and advances) the
-            model's particle seed state.
+          num_samples: N >= 0, the number of examples (an int, or an int32 scalar
+            tensor inside a tf.function).
+          seed: optional int >= 0 for a reproducible draw; None uses (and advances)
+            the model's particle seed state.
 
         Returns:
-          float32 [num_samples, *input_shape] binary images.
+          float32 [num_samples, *input_shape]: binary images for "bernoulli".
         """
-        seed = self.next_seed() if seed is None else tf.constant([seed, 0], tf.int32)
+        if not tf.is_tensor(num_samples):
+            num_samples = check_integer("num_samples", num_samples, minimum=0, maximum=_INT32_MAX)
+        if seed is None:
+            seed = self.next_seed()
+        else:
+            seed = tf.constant([check_integer("seed", seed, minimum=0, maximum=_INT32_MAX), 0],
+                               tf.int32)
         z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         z = tf.random.stateless_normal([num_samples, self.latent_dim], z_seed)
-        probs = tf.sigmoid(self.decoder(z))
-        pixels = tf.cast(tf.random.stateless_uniform(tf.shape(probs), x_seed) < probs, tf.float32)
-        return tf.reshape(pixels, [num_samples, *self.image_shape])
+        params = tf.reshape(self._decode_flat(z), [-1, *self.image_shape])
+        return tf.reshape(self.likelihood.sample(params, x_seed), [num_samples, *self.image_shape])
 
-    def chunked_log_likelihood(self, x, num_samples, chunk_size):
-        """Builds the chunked IS estimate: x [B, D], num_samples scalar -> [B].
+    def _importance_pass(self, x, proposal, num_samples, chunk_size):
+        """One chunked pass of importance sampling from `proposal`.
+
+        `chunk_size` particles are drawn per iteration of a while loop; in the
+        last chunk the particles beyond `num_samples` are masked out, so every
+        chunk has the same static shape (which XLA needs). Counts are int64, so
+        any `num_samples` an int32 or int64 holds is exact.
+
+        Args:
+          x: [B, D] flattened images.
+          proposal: a distribution over z with batch shape [B] and event [L].
+          num_samples: K, a scalar integer tensor.
+          chunk_size: C, a Python int or an integer scalar tensor.
+
+        Returns:
+          (log p̂(x) = logsumexp_k log w_k − log K [B],
+           the self-normalized weighted mean Σ_k α_k z_k [B, L]).
+        """
+        num_samples, chunk, num_chunks = self._chunk_counts(num_samples, chunk_size)
+
+        def body(i, log_total, weighted_z):
+            # log_total [B]: logsumexp of the log weights so far; weighted_z [B, L]:
+            # Σ_k exp(log w_k − log_total) z_k, i.e. the weighted mean so far.
+            z = proposal.sample(chunk_size, seed=self.next_seed())  # [C, B, L]
+            log_weights = self.log_joint(x, z) - proposal.log_prob(z)  # [C, B]
+            valid = self._chunk_mask(num_samples, chunk, i)  # [C]
+            log_weights = tf.where(valid[:, None], log_weights, -np.inf)
+            new_total = tf.reduce_logsumexp(
+                tf.stack([log_total, tf.reduce_logsumexp(log_weights, axis=0)]), axis=0
+            )  # [B]
+            weights = tf.exp(log_weights - new_total)  # [C, B]
+            weighted_z = (tf.exp(log_total - new_total)[:, None] * weighted_z
+                          + tf.einsum("cb,cbl->bl", weights, z))
+            return i + 1, new_total, weighted_z
+
+        batch = tf.shape(x)[:1]
+        start = (
+            tf.constant(0, tf.int64),
+            tf.fill(batch, tf.constant(-np.inf, tf.float32)),
+            tf.zeros(tf.concat([batch, [self.latent_dim]], 0)),
+        )
+        _, log_total, weighted_mean = tf.while_loop(
+            lambda i, *_: i < num_chunks, body, start
+        )
+        return log_total - tf.math.log(tf.cast(num_samples, tf.float32)), weighted_mean
+
+    @staticmethod
+    def _chunk_counts(num_samples, chunk_size):
+        """(K, C, number of chunks ⌈K / C⌉) as int64 scalars: exact for any K < 2**63."""
+        num_samples = tf.cast(num_samples, tf.int64)
+        chunk = tf.cast(chunk_size, tf.int64)
+        return num_samples, chunk, (num_samples + chunk - 1) // chunk
+
+    @staticmethod
+    def _chunk_mask(num_samples, chunk, i):
+        """[C] bool: which particles of chunk i are among the first K (int64 counts)."""
+        return tf.range(chunk, dtype=tf.int64) < num_samples - i * chunk
+
+    def chunked_log_likelihood(self, x, num_samples, chunk_size, proposal="encoder"):
+        """Builds the chunked IS estimate of log p(x): x [B, D], num_samples scalar -> [B].
 
         Graph-building function (call it inside a `tf.function`; the exported
         SavedModel does); `log_likelihood` is the user-facing wrapper.
 
-        `chunk_size` particles are drawn per iteration of a while loop; in the
-        last chunk the particles beyond `num_samples` are masked out, so every
-        chunk has the same static shape (which XLA needs).
+        proposal="encoder": z_k ~ r(z|x), the standard estimate (Burda et al.).
+        proposal="shifted": the estimator of the authors' code (their `REM.log_lik`):
+        a first pass of K encoder samples gives the weighted mean μ̂ = Σ_k α_k z_k;
+        a second pass draws K samples from N(μ̂, diag(scale²)), scale from the
+        encoder, and returns logsumexp_k log w_k − log K over the second pass.
+        Given the first pass it is an unbiased estimate of p(x), hence (Jensen) a
+        stochastic lower bound of log p(x), like the default; it costs two passes.
         """
-        loc, scale = self.encoder(x)
-        recognition = self.recognition(loc, scale)
-        num_samples = tf.cast(num_samples, tf.int32)
-        num_chunks = (num_samples + chunk_size - 1) // chunk_size
+        if proposal not in PROPOSALS:
+            raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
+        loc, scale = self._encode(x)
+        log_px, weighted_mean = self._importance_pass(
+            x, self.recognition(loc, scale), num_samples, chunk_size
+        )
+        if proposal == "encoder":
+            return log_px
+        shifted = self.recognition(tf.stop_gradient(weighted_mean), scale)
+        return self._importance_pass(x, shifted, num_samples, chunk_size)[0]
 
-        def body(i, running):  # running: [B], logsumexp of the log weights so far
-            z = recognition.sample(chunk_size, seed=self.next_seed())  # [C, B, L]
-            log_weights = self.log_joint(x, z) - recognition.log_prob(z)  # [C, B]
-            valid = tf.range(chunk_size) < num_samples - i * chunk_size  # [C]
-            log_weights = tf.where(valid[:, None], log_weights, -np.inf)
-            chunk = tf.reduce_logsumexp(log_weights, axis=0)  # [B]
-            return i + 1, tf.reduce_logsumexp(tf.stack([running, chunk]), axis=0)
-
-        start = tf.fill(tf.shape(x)[:1], tf.constant(-np.inf, tf.float32))
-        _, total = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(0), start))
-        return total - tf.math.log(tf.cast(num_samples, tf.float32))
-
-    def _log_likelihood_function(self, chunk_size, jit_compile):
-        key = (int(chunk_size), bool(jit_compile))
+    def _log_likelihood_function(self, chunk_size, jit_compile, proposal):
+        key = (int(chunk_size), bool(jit_compile), proposal)
         cache = self.__dict__.setdefault("_log_likelihood_functions", {})
         if key not in cache:
             cache[key] = tf.function(
-                lambda x, num_samples: self.chunked_log_likelihood(x, num_samples, key[0]),
+                lambda x, num_samples: self.chunked_log_likelihood(
+                    x, num_samples, key[0], proposal=key[2]
+                ),
                 jit_compile=key[1],
                 reduce_retracing=True,
             )
         return cache[key]
 
-    def log_likelihood(self, x, num_samples=5000, chunk_size=200, batch_size=100, jit_compile=None):
-        """Importance-sampled log p(x) in nats, with the encoder as proposal.
+    def log_likelihood(self, x, num_samples=5000, chunk_size=200, batch_size=100, jit_compile=None,
+                       proposal="encoder"):
+        """Importance-sampled log p(x) in nats.
 
         log p(x) ≈ logsumexp_k log w_k − log K, K = num_samples, computed
         `chunk_size` particles and `batch_size` images at a time, so memory
         is bounded by chunk_size × batch_size particles whatever K and N are.
+        With proposal="encoder" (default) z_k ~ r(z|x); with "shifted" the
+        authors' estimator (see `chunked_log_likelihood`; two passes of K).
 
         Args:
-          x: [N, *input_shape] (or flattened [N, D]) binary images.
-          num_samples: K, importance samples per image (an integer >= 1).
+          x: [N, *input_shape] (or flattened [N, D]) images in the likelihood's
+            support (binary for "bernoulli"); an empty batch gives an empty result.
+          num_samples: K, importance samples per image (an integer in [1, 2**63 − 1]).
           chunk_size: particles drawn at a time.
           batch_size: images evaluated at a time.
           jit_compile: compile with XLA; defaults to the model's `jit_compile`.
+          proposal: "encoder" or "shifted".
 
         Returns:
           float32 numpy array [N].
         """
-        for name, value in (("num_samples", num_samples), ("chunk_size", chunk_size),
-                            ("batch_size", batch_size)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        x = self._check_array(x)
+        if proposal not in PROPOSALS:
+            raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
+        num_samples = check_integer("num_samples", num_samples, maximum=MAX_NUM_SAMPLES)
+        chunk_size = check_integer("chunk_size", chunk_size, maximum=_INT32_MAX)
+        batch_size = check_integer("batch_size", batch_size)
+        if jit_compile is not None and not isinstance(jit_compile, bool):
+            raise ValueError(f"jit_compile must be None, True or False, got {jit_compile!r}")
+        x = self._check_array(x, allow_empty=True)
         flat = x.reshape(len(x), self.data_dim)
         if jit_compile is None:
             jit_compile = bool(self.compiled and self.jit_compile)
-        function = self._log_likelihood_function(min(int(chunk_size), int(num_samples)), jit_compile)
-        num_samples = tf.constant(int(num_samples))
+        function = self._log_likelihood_function(min(chunk_size, num_samples), jit_compile, proposal)
+        count = tf.constant(num_samples, tf.int64)
         out = [
-            function(tf.constant(flat[i : i + batch_size]), num_samples).numpy()
-            for i in range(0, len(flat), int(batch_size))
+            function(tf.constant(flat[i : i + batch_size]), count).numpy()
+            for i in range(0, len(flat), batch_size)
         ]
         return np.concatenate(out) if out else np.zeros([0], np.float32)
+
+
+def checked_message(error):
+    """The message of a failed rem_tf in-graph check inside a TensorFlow error, or None."""
+    text = str(error)
+    starts = [i for i in (text.find(CHECK_MARKER), text.find("rem_tf SavedModel: ")) if i >= 0]
+    if not starts:  # ("rem_tf SavedModel: " is the marker of exports before rem_tf 0.3)
+        return None
+    return text[min(starts):].splitlines()[0].rstrip("]").rstrip()
+
+
+class _TerminateOnNaN(keras.callbacks.TerminateOnNaN):
+    """Stops `fit` with an error on a NaN or Inf loss, saying what may cause it."""
+
+    def __init__(self):
+        super().__init__(raise_error=True)
+
+    def on_batch_end(self, batch, logs=None):
+        try:
+            super().on_batch_end(batch, logs)
+        except RuntimeError as error:
+            hint = (
+                " With jit_compile=True this is also how input values outside the likelihood's "
+                f"support ({self.model.likelihood.support}) show up: XLA drops the in-graph "
+                "input check."
+                if getattr(self.model, "jit_compile", False) else ""
+            )
+            raise RuntimeError(f"{error}{hint}") from None
