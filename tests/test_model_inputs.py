@@ -41,9 +41,9 @@ class Context:
         self.tmp_dir = tmp_dir
         self._gaussian = self._loaded = None
 
-    def fresh(self, method="iwae", **kwargs):
+    def fresh(self, method="iwae", jit_compile=False, **kwargs):
         model = rem_tf.build_model(method, **{**SMALL, **kwargs})
-        model.compile(optimizer="adam")
+        model.compile(optimizer="adam", jit_compile=jit_compile)
         return model
 
     @property
@@ -197,6 +197,10 @@ CASES = [
          np.float32)), epochs=1), ValueError, "x must hold binary values"),
     Case("fit: generator of 0.5", lambda c: fit(c.model, generator(half(c.x[:10])),
          steps_per_epoch=2), ValueError, "x must hold binary values"),
+    Case("fit (jit_compile=True): dataset of 0.5, XLA drops the assertion -> NaN loss",
+         lambda c: fit(c.fresh(jit_compile=True), tf.data.Dataset.from_tensor_slices(
+             half(c.x)).batch(10)), RuntimeError,
+         r"NaN or Inf loss.*jit_compile=True.*binary values \(0 or 1, no NaN\)"),
     Case("fit: gaussian, array with Inf",
          lambda c: fit(c.gaussian, np.where(c.real > 2, np.inf, c.real)), ValueError,
          r"x must hold finite values.*inf", new_api=True),

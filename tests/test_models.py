@@ -196,7 +196,8 @@ def test_training_continued_from_a_keras_file_equals_continued_training_bit_for_
     restored = keras.models.load_model(tmp_path / "model.keras")
     np.testing.assert_array_equal(restored.seed_generator.state.numpy(),
                                   model.seed_generator.state.numpy())
-    assert restored.seed_generator.state.numpy()[1] == 2  # two steps drew particles
+    # Two steps, each drawing twice: the particles of r and those of the hyperproposal.
+    assert restored.seed_generator.state.numpy()[1] == 4
     for m in (model, restored):
         m.fit(train, batch_size=20, epochs=2, verbose=0, shuffle=False)
     for a, b in zip(model.get_weights() + [v.numpy() for v in model.optimizer.variables],
