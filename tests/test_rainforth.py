@@ -311,10 +311,12 @@ def test_run_py_trains_exports_and_evaluates_piwae(data_dir, tmp_path):
     assert type(restored) is rem_tf.METHODS["piwae"] and restored.num_groups == 2
     assert (workdir / "saved_model" / "saved_model.pb").is_file()
     results = read_json(workdir / "eval_test.json")
-    assert np.isfinite(results["log_likelihood"]) and results["log_likelihood"] >= results["elbo"] - 1
+    assert np.isfinite(results["log_likelihood"])
+    assert results["log_likelihood"] >= results["elbo"] - 1
 
 
-@pytest.mark.parametrize("method, field, value", [("miwae", "num_groups", 2), ("ciwae", "beta", 0.25)])
+@pytest.mark.parametrize("method, field, value", [("miwae", "num_groups", 2),
+                                                  ("ciwae", "beta", 0.25)])
 def test_the_experiment_config_reaches_the_model(method, field, value):
     # run.py's library builds the model from config.model.num_groups / .beta (the PIWAE
     # test above runs the command line end to end; all three were run that way once).

@@ -10,14 +10,15 @@ from rem_tf.models.base import GenerativeModel, Losses
 
 def check_beta(beta):
     """β as a Python float; ValueError unless it is a real number in [0, 1]."""
-    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= float(beta) <= 1.0:
+    real = isinstance(beta, numbers.Real) and not isinstance(beta, bool)
+    if not real or not 0.0 <= float(beta) <= 1.0:  # NaN fails too
         raise ValueError(f"beta (β) must be a float in [0, 1], got {beta!r}")
     return float(beta)
 
 
 @keras.saving.register_keras_serializable(package="rem_tf")
 class CIWAE(GenerativeModel):
-    """Loss: −(β · (1/K) Σ_k log w_k + (1 − β) · (lse_k log w_k − log K)), reparameterized, θ and η.
+    """Loss: −(β · (1/K) Σ_k log w_k + (1 − β) · (lse_k log w_k − log K)), for θ and η.
 
     A convex combination of the VAE and IWAE bounds over the same K
     particles, one objective for both networks: the ELBO term keeps the

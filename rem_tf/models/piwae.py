@@ -9,7 +9,7 @@ from rem_tf.models.miwae import MIWAE
 
 @keras.saving.register_keras_serializable(package="rem_tf")
 class PIWAE(MIWAE):
-    """θ: −(lse log w − log(M·K)) over all M·K particles. η: −MIWAE(M, K) bound, same particles.
+    """θ: −(lse log w − log(M·K)) over all M·K particles. η: −MIWAE(M, K) bound, same z.
 
     The decoder is trained on the tighter IWAE bound of all M·K particles,
     whose θ-gradient improves with the number of particles; the encoder on the
