@@ -97,7 +97,11 @@ def test_training_traces_the_step_once():
 
 def test_log_likelihood_memory_is_bounded_for_5000_particles():
     # Unchunked, K = 5000 particles × 400 images × 784 logits would need
-    # 6.3 GB for one float32 tensor; chunked it needs a few hundred MB.
+    # 6.3 GB for one float32 tensor, and even 100 images at a time 1.6 GB more
+    # than the K = 600 warm-up (188 MB); chunked (200 particles) both calls
+    # need the same few hundred MB. The absolute peak depends on the machine
+    # (TensorFlow's thread pools and allocator: 1.3 GiB here, 3.1 GiB on one CI
+    # host), so the test bounds the growth, and the peak only loosely.
     script = textwrap.dedent("""
         import json, resource, numpy as np, rem_tf
         model = rem_tf.build_model("iwae", seed=0)
@@ -112,4 +116,5 @@ def test_log_likelihood_memory_is_bounded_for_5000_particles():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["finite"]
-    assert result["peak_gib"] < 2.0, result
+    assert result["growth_gib"] < 0.5, result
+    assert result["peak_gib"] < 6.0, result
