@@ -200,7 +200,8 @@ class KeptCheckpoints:
     """Copies of the checkpoints whose step is a multiple of `every`, with their training time.
 
     Files: `<directory>/ckpt-<step>.index`, `.data-*`, and `<directory>/times.csv`
-    with a row `step,wall_seconds,cpu_seconds,unix_time` per kept checkpoint (the
+    with a row `step,wall_seconds,cpu_seconds,unix_time` per kept checkpoint and per
+    interruption (the
     format experiments/train_queue.py writes). wall_seconds / cpu_seconds are
     `time.time()` / `time.process_time()` seconds spent in the training loop,
     cumulative over invocations: a resumed run goes on from the last row.
@@ -238,6 +239,14 @@ class KeptCheckpoints:
         self.directory.mkdir(parents=True, exist_ok=True)
         for path in pathlib.Path(prefix).parent.glob(pathlib.Path(prefix).name + ".*"):
             shutil.copy2(path, self.directory / path.name)
+        self.record_time(step)
+
+    def record_time(self, step):
+        """Appends the training time at `step` to times.csv (also for a stop between kept steps,
+        so that a resumed run's clocks go on from there)."""
+        if step in self.kept:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
         now = (time.time(), time.process_time())
         new = not self.times.is_file()
         with open(self.times, "a", newline="") as f:

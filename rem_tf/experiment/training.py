@@ -202,6 +202,8 @@ def _train(config, workdir, mode, extra_callbacks):
             raise Interrupted(f"Interrupted at step {step}; run the same command to resume from "
                               f"the last checkpoint in {own_dir / 'checkpoints'}.", step) from None
         saved = saver.save()
+        if kept is not None and is_chief:
+            kept.record_time(saved)
         raise Interrupted(f"Interrupted at step {step}; checkpoint of step {saved} saved in "
                           f"{own_dir / 'checkpoints'}. Run the same command to resume.",
                           step) from None
