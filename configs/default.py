@@ -53,11 +53,14 @@ def get_config():
     config.model.covariance = "unweighted"  # REM moment matching: Eq. 23 (or "weighted", Eq. 22)
     config.model.ridge = 1e-6
     # Decoder output bias = logit of the training pixel means, clipped to
-    # [clip, 1 - clip] (Burda et al.); False: zeros.
+    # [clip, 1 - clip] (Burda et al.); with the Gaussian likelihood the means. False: zeros.
     config.model.output_bias_from_data = True
     config.model.output_bias_clip = 1e-3
-    config.model.architecture = "mlp"  # mlp | conv: the encoder and decoder networks
-    config.model.likelihood = "bernoulli"  # bernoulli | gaussian: p(x|z) of the decoder
+    # mlp: the paper's MLPs (hidden_units) | conv: rem_tf.networks.conv_encoder / conv_decoder.
+    config.model.architecture = "mlp"
+    # bernoulli (binary data) | gaussian (learned scalar scale; the data's grey levels:
+    # data.*_binarization default to "none").
+    config.model.likelihood = "bernoulli"
     # Method parameters, passed only to the methods whose class takes them:
     config.model.num_groups = 8  # M, the number of groups of K particles (MIWAE, PIWAE)
     config.model.beta = 0.5  # β in [0, 1]: CIWAE's β·ELBO + (1 − β)·IWAE

@@ -52,6 +52,8 @@ Binarizations (``binarization=``; ``arrays.py``, ``pipeline.py``)
                    independent of ``seed``), identical every time; this is how
                    evaluation sets are binarized.
   ``"threshold"``  ``intensity > 0.5``.
+  ``"none"``       the grey levels themselves, in [0, 1] (real-valued data, e.g. for a
+                   Gaussian likelihood; not for the Bernoulli one).
   Defaults: ``binarized_mnist`` is already binary (every binarization is then the
   identity and is accepted); ``mnist`` and ``omniglot`` use ``dynamic`` for the
   training splits (``train``, ``train+validation``) and ``fixed`` for the others.
@@ -78,8 +80,8 @@ import tensorflow as tf
 
 from . import arrays, files, offline, pipeline
 from . import tfds as tfds_source
-from .common import (BINARIZATIONS, FIXED_SEED, NAMES, SOURCES, SPLIT_SIZES, TFDS_NAMES,
-                     TRAIN_SPLITS, DataError, cache_dir, cached, check_batch_size,
+from .common import (BINARIZATIONS, BINARY_NAMES, FIXED_SEED, NAMES, SOURCES, SPLIT_SIZES,
+                     TFDS_NAMES, TRAIN_SPLITS, DataError, cache_dir, cached, check_batch_size,
                      check_binarization, check_flag, check_name, check_seed, check_source,
                      check_split, clear_cache, data_directory, file_key, how_to_get,
                      os_errors_as_data_errors)
@@ -91,6 +93,7 @@ from .tfds import TFDS_OMNIGLOT_SIZES  # noqa: F401,E402
 
 __all__ = [
     "BINARIZATIONS",
+    "BINARY_NAMES",
     "DataError",
     "FIXED_SEED",
     "NAMES",
@@ -224,7 +227,7 @@ def load(
     drop_remainder: bool = False,
     fixed_seed: int = FIXED_SEED,
 ) -> tf.data.Dataset:
-    """A ``tf.data.Dataset`` of binary images.
+    """A ``tf.data.Dataset`` of binary images (grey levels with ``binarization="none"``).
 
     Args:
       name: ``binarized_mnist`` (Larochelle, already binary), ``mnist`` (grey levels,
@@ -235,8 +238,8 @@ def load(
         for the ``auto`` order).
       binarization: ``dynamic`` (new Bernoulli sample on every pass, reproducible
         from ``seed``), ``fixed`` (one sample drawn with ``fixed_seed``, same every
-        time) or ``threshold`` (> 0.5).  None: ``dynamic`` for ``train`` /
-        ``train+validation``, ``fixed`` otherwise.  Ignored (identity) for
+        time), ``threshold`` (> 0.5) or ``none`` (grey levels in [0, 1]).  None:
+        ``dynamic`` for ``train`` / ``train+validation``, ``fixed`` otherwise.  Ignored (identity) for
         ``binarized_mnist``.
       data_dir: local files / offline cache directory (see ``cache_dir``); also
         TFDS's data_dir when given.
@@ -251,7 +254,7 @@ def load(
         independent of ``seed`` so that every run evaluates on the same binary images).
     Returns:
       Dataset of float32 images [28, 28, 1] (or [B, 28, 28, 1] batches) with values
-      in {0, 1}.
+      in {0, 1} (in [0, 1] for ``binarization="none"``).
     """
     _check_where(name, split, source, data_dir)
     check_binarization(binarization)

@@ -14,7 +14,7 @@ import numpy as np
 
 NAMES = ("binarized_mnist", "mnist", "omniglot")
 SOURCES = ("auto", "tfds", "files", "offline")
-BINARIZATIONS = ("dynamic", "fixed", "threshold")
+BINARIZATIONS = ("dynamic", "fixed", "threshold", "none")  # "none": grey levels in [0, 1]
 TRAIN_SPLITS = ("train", "train+validation")
 FIXED_SEED = 2019
 

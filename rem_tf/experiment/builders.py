@@ -14,15 +14,15 @@ import tensorflow as tf
 from absl import logging
 
 import rem_tf
-from rem_tf import data, schedules
+from rem_tf import data, networks, schedules
 from rem_tf.experiment.errors import ConfigError
 
 IMAGE_SHAPE = (28, 28, 1)  # every data set of rem_tf.data
 # Method parameters passed only to the method classes whose __init__ takes them.
 METHOD_FIELDS = ("num_groups", "beta")  # MIWAE / PIWAE, CIWAE
-# The values of model.architecture / model.likelihood this module builds so far; to add
-# one, extend these and pass it on in `build_model_from_config` (the one place).
-SUPPORTED = {"architecture": ("mlp",), "likelihood": ("bernoulli",)}
+# The values of model.architecture / model.likelihood this module builds; to add one,
+# extend these and pass it on in `build_model_from_config` (the one place).
+SUPPORTED = {"architecture": ("mlp", "conv"), "likelihood": ("bernoulli", "gaussian")}
 
 
 def make_strategy(config):
@@ -64,7 +64,9 @@ def make_strategy(config):
 
 
 def output_bias(config):
-    """Logit of the training pixel means (Burda et al.), or None; float32 [784].
+    """The decoder's initial output bias from the training pixel means, or None; float32 [784].
+
+    Bernoulli: the logit of the clipped means (Burda et al.); Gaussian: the means.
 
     Reads `model.output_bias_from_data`, `model.output_bias_clip`, `data.*`.
     """
@@ -76,8 +78,11 @@ def output_bias(config):
     )  # [N, 28, 28, 1] intensities in [0, 1]: the mean of a dynamic binarization
     if config.data.train_binarization == "threshold":
         images = (images > 0.5).astype(np.float32)
+    mean = images.reshape(len(images), -1).mean(0, dtype=np.float64)
+    if config.model.likelihood == "gaussian":
+        return mean.astype(np.float32)
     clip = config.model.output_bias_clip
-    mean = np.clip(images.reshape(len(images), -1).mean(0, dtype=np.float64), clip, 1 - clip)
+    mean = np.clip(mean, clip, 1 - clip)
     return np.log(mean / (1 - mean)).astype(np.float32)
 
 
@@ -90,8 +95,8 @@ def model_options(config):
     for field, valid in SUPPORTED.items():
         if config.model[field] not in valid:
             raise ConfigError(
-                f"model.{field} {config.model[field]!r} is not supported by rem_tf.experiment "
-                f"yet; valid: {', '.join(valid)}"
+                f"model.{field} {config.model[field]!r} is not supported by rem_tf.experiment; "
+                f"valid: {', '.join(valid)}"
             )
     taken = inspect.signature(rem_tf.METHODS[config.method]).parameters
     return {field: config.model[field] for field in METHOD_FIELDS if field in taken}
@@ -102,27 +107,44 @@ def build_model_from_config(config, *, decoder_output_bias=None, input_shape=IMA
 
     Reads `method`, `seed`, `model.*` and `training.num_particles`;
     `model.num_groups` / `model.beta` only for the methods that take them.
+    `model.architecture` "mlp": the paper's MLPs (`model.hidden_units`); "conv":
+    `rem_tf.networks.conv_encoder` / `conv_decoder` with their default filters. Both
+    use `model.activation`.
 
     Args:
       config: a checked config.
-      decoder_output_bias: optional initial decoder logits bias [784] (`output_bias`).
+      decoder_output_bias: optional initial decoder output bias [784] (`output_bias`).
       input_shape: shape of one image.
     """
-    options = model_options(config)
+    model = config.model
+    if model.architecture == "conv":
+        parts = {
+            "encoder": networks.conv_encoder(model.latent_dim, input_shape,
+                                             activation=model.activation,
+                                             scale_activation=model.scale_activation),
+            # Always a per-pixel output bias (zeros without one from the data), so that
+            # every model of this config has the same variables as its checkpoints.
+            "decoder": networks.conv_decoder(
+                model.latent_dim, input_shape, activation=model.activation,
+                output_bias=(np.zeros(int(np.prod(input_shape)), np.float32)
+                             if decoder_output_bias is None else decoder_output_bias)),
+        }
+    else:
+        parts = {"hidden_units": tuple(model.hidden_units), "activation": model.activation,
+                 "scale_activation": model.scale_activation,
+                 "decoder_output_bias": decoder_output_bias}
     try:
         return rem_tf.build_model(
             config.method,
-            latent_dim=config.model.latent_dim,
-            hidden_units=tuple(config.model.hidden_units),
+            likelihood=model.likelihood,
+            latent_dim=model.latent_dim,
             num_particles=config.training.num_particles,
             input_shape=tuple(input_shape),
-            covariance=config.model.covariance,
+            covariance=model.covariance,
             seed=config.seed,
-            ridge=config.model.ridge,
-            activation=config.model.activation,
-            scale_activation=config.model.scale_activation,
-            decoder_output_bias=decoder_output_bias,
-            **options,
+            ridge=model.ridge,
+            **parts,
+            **model_options(config),
         )
     except ValueError as err:
         raise ConfigError(f"cannot build the {config.method} model: {err}") from None

@@ -112,18 +112,30 @@ def unreadable(prefix):
 
 
 def read(checkpoint, prefix):
-    """Restores all objects of `checkpoint` from a readable file that may hold more.
+    """Restores all objects of `checkpoint` from a readable file that may hold more
+    (the optimizers in a model-only read), but not more model variables.
 
     Raises:
-      ConfigError: the file does not hold them (another model).
+      ConfigError: the file does not hold them, or holds model variables that
+        `checkpoint.model` lacks (another model).
     """
+    fix = "use the config it was trained with, or a new --workdir"
     try:
         status = checkpoint.read(str(prefix))
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError) as err:
         raise ConfigError(f"checkpoint {prefix} does not match this model ({_reason(err)}); "
-                          "use the config it was trained with, or a new --workdir") from None
+                          f"{fix}") from None
     status.expect_partial()  # e.g. the optimizers in a model-only read, the save counter
+    model = getattr(checkpoint, "model", None)
+    if isinstance(model, dict):
+        stored = {key.split("/")[1].replace(".S", "/").replace("..", ".")
+                  for key in tf.train.load_checkpoint(str(prefix)).get_variable_to_shape_map()
+                  if key.startswith("model/")}
+        extra = sorted(stored - set(model))
+        if extra:
+            raise ConfigError(f"checkpoint {prefix} holds model variables this model lacks "
+                              f"({', '.join(extra[:3])}); {fix}")
 
 
 def restore_latest(checkpoint, directory):

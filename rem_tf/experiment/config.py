@@ -179,8 +179,13 @@ def _check_types_and_ranges(config, mode):
         ) from None
 
 
-def _resolve_data_defaults(config):
-    """Fills the data fields whose default depends on the data set (config.json stores them)."""
+def _resolve_data_defaults(config, mode):
+    """Fills the data fields whose default depends on the data set or the likelihood
+    (config.json stores them): a Gaussian likelihood gets the grey levels ("none")."""
+    if mode != "evaluate" and config.model.likelihood == "gaussian":
+        for field in ("train_binarization", "eval_binarization"):
+            if config.data[field] is None:
+                config.data[field] = "none"
     if config.data.source is None:
         config.data.source = "tfds" if config.data.name == "binarized_mnist" else "auto"
     if config.data.train_split is None:
@@ -209,7 +214,7 @@ def check_config(config, mode="train_and_evaluate"):
     for path in ("data.train_binarization", "data.eval_binarization"):
         _check_choice(config, path, data.BINARIZATIONS, "binarization", allow_none=True)
     _check_choice(config, "distribute.strategy", STRATEGIES, "strategy")
-    _resolve_data_defaults(config)
+    _resolve_data_defaults(config, mode)
     splits = tuple(data.info(config.data.name))
     _check_choice(config, "evaluation.split", splits, f"{config.data.name} split")
     _check_choice(config, "evaluation.proposal", PROPOSALS, "proposal")
@@ -234,6 +239,14 @@ def check_config(config, mode="train_and_evaluate"):
             f"config.training.num_particles), got {config.training.num_particles}"
         )
     builders.model_options(config)  # model.architecture / likelihood the method supports
+    if config.model.likelihood == "bernoulli" and config.data.name not in data.BINARY_NAMES:
+        for field in ("train_binarization", "eval_binarization"):
+            if config.data[field] == "none":
+                raise ConfigError(
+                    f"data.{field} 'none' keeps {config.data.name}'s grey levels, which the Bernoulli "
+                    "likelihood cannot score: use dynamic, fixed or threshold, or "
+                    "model.likelihood='gaussian'"
+                )
     return config
 
 

@@ -208,7 +208,8 @@ class GenerativeModel(keras.Model):
         self.decoder = decoder
         self.seed_generator = keras.random.SeedGenerator(seed, name="particle_seed")
         self.likelihood = likelihoods.get(likelihood, fused=self.fused_likelihood)
-        self.likelihood.build(self.image_shape)
+        if not self.likelihood.built:  # a deserialized likelihood (.keras file) is built
+            self.likelihood.build(self.image_shape)
         if self._builtin_encoder:
             self.encoder.build((None, self.data_dim))
         if self._builtin_decoder:
