@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import RUN_SLOW
 from test_run_common import (  # noqa: F401 - data_dir is a fixture
     REPO, data_dir, environment, read_csv, read_json, run_py, tiny_args,
 )
@@ -263,7 +264,7 @@ def _workdir_is_a_file(run):
         (["--config.seed=-1"], None, ["seed"]),
         (["--config.training.adam_epsilon=-1"], None, ["training.adam_epsilon", "> 0"]),
         (["--config.evaluation.split=valid"], None, ["evaluation.split", "'valid'"]),
-        (["--config.model.architecture=conv"], None, ["model.architecture", "mlp"]),
+        (["--config.model.architecture=resnet"], None, ["model.architecture", "mlp, conv"]),
         (["--config.evaluation.proposal=best"], None, ["evaluation.proposal", "shifted"]),
         (["DATA"], _workdir_is_a_file, ["a_file", "--workdir"]),
         (["DATA"], _truncate_checkpoints, ["no readable checkpoint", "ckpt-8", "ckpt-7"]),
@@ -272,11 +273,19 @@ def _workdir_is_a_file(run):
         ([], _corrupt_keras_file, ["model.keras", "cannot load"]),
     ],
     ids=["config-file", "config-field", "config-section", "seed", "adam-epsilon",
+# Rows that only check a config value (the same checks as test_experiment.py's in-process
+# check_config rows): through run.py only with REM_TF_SLOW_TESTS=1.
+CONFIG_VALUE_ROWS = {"seed", "adam-epsilon", "eval-split", "architecture", "proposal"}
+
+
          "eval-split", "architecture", "proposal", "workdir-file", "checkpoints",
          "config-json", "saved-model", "keras-file"],
 )
 def test_bad_input_is_one_line_naming_it_and_status_2(flags, prepare, names, reference,
-                                                       data_dir, tmp_path):
+                                                       data_dir, tmp_path, request):
+    if request.node.callspec.id in CONFIG_VALUE_ROWS and not RUN_SLOW:
+        pytest.skip("slow: a config value check, tested in-process by test_experiment.py's "
+                    "check_config rows; REM_TF_SLOW_TESTS=1 runs it through run.py too")
     if flags[:1] == ["DATA"]:
         flags = [*tiny_args(data_dir), *flags[1:]]
     extra = prepare(_copy_run(reference[0], tmp_path)) if prepare else [
