@@ -128,6 +128,13 @@ def moment_match(z, weights, covariance="unweighted", ridge=1e-6):
     `unweighted`: Σ_k (z_k − μ)(z_k − μ)ᵀ / (K − 1) (Eq. 23, normalized as in
     the authors' code). `ridge`·I is added so Σ has full rank for any K.
 
+    How wide s is, for z_k ~ N(loc, diag(σ²)) and weights independent of z
+    (ESS = 1 / Σ_k α_k²), per coordinate: E[(z' − loc)²] for z' ~ s is σ² with
+    `weighted`, and σ² (1/ESS + (K − 2 + K/ESS) / (K − 1)) with `unweighted`:
+    3σ² at K = 2 with one dominant weight, → σ² only as K and ESS grow. REM fits
+    the encoder to samples of s, reweighted by β; at small K that reweighting is
+    too weak to undo the `unweighted` excess (README, "REM at small K").
+
     The moments are computed in float64: with K < L (or weights concentrated
     on fewer than L particles) the scatter is rank-deficient, and a ridge of
     1e-6 is below float32's resolution for variances of order one, so a

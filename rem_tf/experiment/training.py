@@ -217,6 +217,10 @@ def _train(config, workdir, mode, extra_callbacks):
 
     step = int(model.optimizer.iterations.numpy())
     saver.save()
+            + (f"; for {config.method} at K = {config.training.num_particles}, "
+               "--config.model.covariance=weighted (README, \"REM at small K\")"
+               if config.model.covariance == "unweighted" and config.training.num_particles
+               < getattr(model, "min_stable_unweighted_particles", 0) else "")
     digest, abs_sum = run_files.weights_fingerprint(model)
     task = "chief" if is_chief else f"worker {strategy.cluster_resolver.task_id}"
     print(f"[{task}] finished at step {step}: weights sha256 {digest} sum|w| {abs_sum:.9g}",

@@ -1,5 +1,7 @@
 """What REM v1 and v2 share: the moment-matched hyperproposal step."""
 
+import warnings
+
 import tensorflow as tf
 
 from rem_tf import estimators
@@ -7,9 +9,33 @@ from rem_tf.models.base import GenerativeModel
 
 
 class REMBase(GenerativeModel):
-    """Base of the REM methods; needs K >= 2 to match moments."""
+    """Base of the REM methods; needs K >= 2 to match moments.
+
+    At small K use covariance="weighted" (Eq. 22). With the default "unweighted"
+    covariance (Eq. 23) the squared distance of a sample of s from the encoder's
+    mean is 2–3σ² per coordinate (see `estimators.moment_match`); η is fitted to these
+    samples, and with K < `min_stable_unweighted_particles` the weights β are too
+    few to pull the fit back, so the encoder's scale grows every step until the
+    loss is NaN (README, "REM at small K"). Such models warn when built.
+    """
 
     min_particles = 2
+    # Measured on real MNIST (configs/quick.py): K = 2, 3 diverge, K = 4, 5, 10 train.
+    min_stable_unweighted_particles = 4
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if (self.covariance == "unweighted"
+                and self.num_particles < self.min_stable_unweighted_particles):
+            warnings.warn(
+                f"{type(self).__name__} with covariance='unweighted' and num_particles="
+                f"{self.num_particles} (< {self.min_stable_unweighted_particles}) usually "
+                "diverges: the moment-matched hyperproposal is wider than the encoder and too "
+                "few particles reweight it back, so the encoder's scale grows until the loss is "
+                "NaN. Use covariance='weighted' (Eq. 22), which is stable at K = 2, or more "
+                "particles.",
+                stacklevel=2,
+            )
 
     def hyperproposal_sample(self, x, z, alpha):
         """Moment-matches s = N(μ, Σ) to (z, α) and draws K particles from it.
