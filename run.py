@@ -86,20 +86,31 @@ def parse_flags(argv):
     (The default --config goes into argv: ml_collections reads it here, not at its definition.)"""
     if not any(_CONFIG_ARG.match(arg) for arg in argv[1:]):
         argv = [argv[0], f"--config={experiment.config.DEFAULT_CONFIG_FILE}", *argv[1:]]
-    try:
-        rest = flags.FLAGS(argv)
+    path = next(a.split("=", 1)[-1] for a in argv[1:] if _CONFIG_ARG.match(a))
+    try:  # absl's own two-line message and exit 1 for a bad plain flag (e.g. --epochs=abc)
+        rest = app.parse_flags_with_usage(argv)
     except OSError:  # the config file is missing, and overrides were given
         rest = None
     except (KeyError, AttributeError) as err:
+        if "get_config" in str(err):
+            _fail(f"cannot load the config file {path!r} (--config): it has no get_config(); "
+                  "give a .py file with get_config(), e.g. --config=configs/quick.py")
         field = (re.findall(r"'(\w+)", str(err)) or ["?"])[0]
         given = [a.split("=")[0] for a in argv if re.match(r"--?(no)?config\.", a)]
         flag = next((a for a in given if field in a.split(".")[1:]), "--config.?")
         hint = re.findall(r'Did you mean "(\w+)"', str(err))
         _fail(f"unknown config field {field!r} in {flag}" + (f"; did you mean {hint[0]!r}?"
               if hint else "; see the fields in configs/default.py"))
+    except Exception as err:  # noqa: BLE001 - the config file's own code failed to run
+        message = " ".join(f"{type(err).__name__}: {err}".split())
+        _fail(f"cannot load the config file {path!r} (--config): {message}")
     if rest is None or not isinstance(_CONFIG.value, ml_collections.ConfigDict):
-        path = next(a.split("=", 1)[-1] for a in argv[1:] if _CONFIG_ARG.match(a))
-        _fail(f"cannot load the config file {path!r} (--config): no such file; give a .py "
+        what = ("no such file" if not os.path.exists(path) else "it is a directory"
+                if os.path.isdir(path) else "its get_config() did not return an "
+                f"ml_collections.ConfigDict (got {type(_CONFIG.value).__name__})"
+                if rest is not None and not type(_CONFIG.value).__name__.startswith("_Error")
+                else "it could not be read")
+        _fail(f"cannot load the config file {path!r} (--config): {what}; give a .py "
               "file with get_config(), e.g. --config=configs/quick.py")
     return rest
 
@@ -120,7 +131,8 @@ def _data_was_chosen():
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}; flags take the form --name=value "
+              "(python run.py --help lists them)")
     console.quiet_library_logs()
     config, mode = config_from_flags(), _MODE.value
     try:

@@ -113,11 +113,18 @@ def evaluate(
       `num_samples`, `seconds`; averages are over the N images.
     """
     for name, value in (("num_samples", num_samples), ("chunk_size", chunk_size),
-                        ("batch_size", batch_size)):
-        # int32: the exported functions take K as an int32.
+                        ("batch_size", batch_size), ("elbo_samples", elbo_samples)):
+        # int32: the exports of rem_tf < 0.3 take K as an int32.
         if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
                 or not 1 <= value <= np.iinfo(np.int32).max):
             raise ValueError(f"{name} must be an integer in [1, 2**31 - 1], got {value!r}")
+    if (isinstance(active_units_threshold, bool)
+            or not isinstance(active_units_threshold, (int, float, np.integer, np.floating))
+            or not 0 <= active_units_threshold < np.inf):
+        raise ValueError(f"active_units_threshold must be a finite number >= 0, got "
+                         f"{active_units_threshold!r}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a callable(done, total) or None, got {progress!r}")
     images = as_numeric_array(images, "images").astype(np.float32)
     if images.ndim < 2 or len(images) == 0:
         raise ValueError(f"expected a non-empty batch of images, got shape {images.shape}")

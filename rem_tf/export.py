@@ -41,7 +41,7 @@ import tempfile
 
 import tensorflow as tf
 
-from rem_tf.models.base import in_graph_check
+from rem_tf.models.base import _INT32_MAX, GenerativeModel, check_integer, in_graph_check
 
 SIGNATURES = ("log_likelihood", "log_likelihood_shifted", "elbo", "encode", "decode", "sample")
 METADATA_FILE = "rem_tf.json"
@@ -63,8 +63,10 @@ class ModelFunctions(tf.Module):
 
     def __init__(self, model, *, chunk_size=200, elbo_samples=100, name="rem_tf_model"):
         super().__init__(name=name)
-        if int(chunk_size) < 1 or int(elbo_samples) < 1:
-            raise ValueError("chunk_size and elbo_samples must be >= 1")
+        if not isinstance(model, GenerativeModel):
+            raise TypeError(f"model must be a rem_tf GenerativeModel, got {type(model).__name__}")
+        check_integer("chunk_size", chunk_size, maximum=_INT32_MAX)
+        check_integer("elbo_samples", elbo_samples, maximum=_INT32_MAX)
         self.chunk_size = int(chunk_size)
         self.elbo_samples = int(elbo_samples)
         # Tracked so that the SavedModel holds every variable the functions use
@@ -193,8 +195,18 @@ def export(model, path, *, chunk_size=200, elbo_samples=100, metadata=None):
     Returns:
       `path` as a string. The directory is written next to its final place and
       renamed, so a crash never leaves a half-written SavedModel at `path`.
+
+    Raises:
+      ValueError: `path` exists and is not a SavedModel directory (a file, or a
+        non-empty directory of other files): it is never replaced.
     """
     path = pathlib.Path(path)
+    if path.exists() and not is_saved_model(path) and not (path.is_dir()
+                                                            and not any(path.iterdir())):
+        raise ValueError(
+            f"export path {path} exists and is not a SavedModel directory; it is not replaced. "
+            "Give a new path (or an earlier export's directory, which is replaced)."
+        )
     functions = ModelFunctions(model, chunk_size=chunk_size, elbo_samples=elbo_samples)
     info = {
         "format": "rem_tf.export/1",

@@ -286,6 +286,24 @@ def test_check_config_names_the_bad_field_in_one_line(path, value, message, data
     assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
 
 
+@pytest.mark.parametrize("path, suggestion", [("training.epoch", "training.epochs"),
+                                              ("foo.bar", None)])
+def test_check_config_refuses_an_unknown_field(path, suggestion, data_dir):
+    tree = tiny_config(data_dir).to_dict()
+    section, field = path.split(".")
+    tree.setdefault(section, {})[field] = 3
+    with pytest.raises(ConfigError) as info:
+        experiment.check_config(ml_collections.ConfigDict(tree))
+    message = str(info.value)
+    assert f"unknown config field '{path}'" in message and "\n" not in message
+    assert (f"did you mean '{suggestion}'" in message) == (suggestion is not None)
+
+
+def test_check_config_refuses_what_is_not_a_config():
+    with pytest.raises(ConfigError, match="must be an ml_collections.ConfigDict or a dict"):
+        experiment.check_config([1, 2])
+
+
 def test_check_config_fills_new_fields_and_data_set_defaults_on_a_copy():
     old = experiment.default_config()
     with old.unlocked():

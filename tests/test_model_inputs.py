@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 import rem_tf
-from rem_tf import evaluation
+from rem_tf import evaluation, export
 
 SMALL = dict(latent_dim=2, hidden_units=(16,), input_shape=(16,), num_particles=5, seed=1)
 
@@ -128,6 +128,17 @@ def fit(model, data, **kwargs):
     return model.fit(data, verbose=0, **kwargs)
 
 
+def export_to(c, name, make_dir=False, **kwargs):
+    path = c.tmp_dir / name
+    if make_dir:
+        path.mkdir()
+        (path / "notes.txt").write_text("mine")
+    try:
+        return export.export(c.model, path, **kwargs)
+    finally:
+        assert not make_dir or (path / "notes.txt").read_text() == "mine"
+
+
 NUM = r"num_samples"
 CASES = [
     # ------------------------------------------------------------ build_model
@@ -165,6 +176,12 @@ CASES = [
     Case("build: decoder output [N, 17] != [N, 16]",
          lambda c: c.fresh(decoder=keras.layers.Dense(17)), ValueError,
          r"decoder output has shape \(3, 17\)", new_api=True),
+    Case("build: decoder_output_bias with NaN",
+         lambda c: c.fresh(decoder_output_bias=np.full(16, np.nan)), ValueError,
+         "decoder_output_bias must hold finite numbers", new_api=True),
+    Case("build: decoder_output_bias of strings",
+         lambda c: c.fresh(decoder_output_bias=np.array(["a"] * 16)), ValueError,
+         "decoder_output_bias must be an array of numbers", new_api=True),
     Case("build: decoder_output_bias with own decoder",
          lambda c: c.fresh(decoder=keras.layers.Dense(16), decoder_output_bias=np.zeros(16)),
          ValueError, "decoder_output_bias", new_api=True),
@@ -177,6 +194,9 @@ CASES = [
     # ------------------------------------------------------------------- compile
     Case("compile: model_optimizer alone", lambda c: c.fresh().compile(model_optimizer="adam"),
          ValueError, "proposal_optimizer"),
+    Case("compile: one optimizer object as both model_ and proposal_optimizer",
+         lambda c: (lambda o: c.fresh("rem_v1").compile(model_optimizer=o, proposal_optimizer=o))(
+             keras.optimizers.Adam()), ValueError, "same optimizer object", new_api=True),
     Case("compile: a loss", lambda c: c.fresh().compile(optimizer="adam", loss="mse"), ValueError,
          "loss"),
     # ----------------------------------------------------------------------- fit
@@ -188,6 +208,25 @@ CASES = [
     Case("fit: empty array", lambda c: fit(c.model, c.x[:0]), ValueError, "x holds no examples"),
     Case("fit: array of strings", lambda c: fit(c.model, c.x.astype(str)), ValueError,
          "x must be an array of numbers"),
+    Case("fit: a scalar", lambda c: fit(c.model, np.float32(0)), ValueError,
+         r"x: expected a batch of images", new_api=True),
+    Case("fit: a dict of arrays", lambda c: fit(c.model, {"x": c.x}), ValueError, "not a dict",
+         new_api=True),
+    Case("fit: x None", lambda c: fit(c.model, None), ValueError, "x is None", new_api=True),
+    Case("fit: batch_size 0", lambda c: fit(c.model, c.x, batch_size=0), ValueError,
+         "batch_size must be an integer >= 1", new_api=True),
+    Case("fit: batch_size -1", lambda c: fit(c.model, c.x, batch_size=-1), ValueError,
+         "batch_size must be an integer >= 1", new_api=True),
+    Case("fit: epochs -1", lambda c: fit(c.model, c.x, epochs=-1), ValueError,
+         "epochs must be an integer >= 0", new_api=True),
+    Case("fit: empty dataset", lambda c: fit(c.fresh(), tf.data.Dataset.from_tensor_slices(
+        c.x[:0]).batch(10)), ValueError, "x is an empty dataset", new_api=True),
+    Case("fit: PyDataset of empty batches", lambda c: fit(c.fresh(), ValuesPyDataset(c.x[:0])),
+         ValueError, r"x holds no examples \(an empty batch\)", new_api=True),
+    Case("fit: PyDataset of the wrong width after a good one (retraced, shape unknown)",
+         lambda c: (lambda m: (fit(m, ValuesPyDataset(c.x[:10])),
+                               fit(m, ValuesPyDataset(c.x[:10, :15]))))(c.fresh()), ValueError,
+         r"expects images of shape \(16,\).*got a batch of another shape", new_api=True),
     Case("fit: unbatched dataset",
          lambda c: fit(c.model, tf.data.Dataset.from_tensor_slices(c.x)), ValueError,
          "unbatched"),
@@ -314,6 +353,24 @@ CASES = [
     Case("evaluate(): strings",
          lambda c: evaluation.evaluate(c.model, c.x.astype(str), num_samples=4),
          ValueError, "images must be an array of numbers"),
+    Case("evaluate(): elbo_samples 2.5",
+         lambda c: evaluation.evaluate(c.model, c.x, num_samples=4, elbo_samples=2.5), ValueError,
+         "elbo_samples must be an integer", new_api=True),
+    Case("evaluate(): active_units_threshold NaN",
+         lambda c: evaluation.evaluate(c.model, c.x, num_samples=4,
+                                       active_units_threshold=float("nan")), ValueError,
+         "active_units_threshold must be a finite number", new_api=True),
+    Case("evaluate(): progress not callable",
+         lambda c: evaluation.evaluate(c.model, c.x, num_samples=4, progress=3), TypeError,
+         "progress must be a callable", new_api=True),
+    Case("export(): chunk_size 'a'",
+         lambda c: export_to(c, "chunk_a", chunk_size="a"), ValueError,
+         "chunk_size must be an integer", new_api=True),
+    Case("export(): not a model", lambda c: export.export("m", c.tmp_dir / "not_a_model"),
+         TypeError, "model must be a rem_tf GenerativeModel", new_api=True),
+    Case("export(): over a directory that is not a SavedModel (never replaced)",
+         lambda c: export_to(c, "user_dir", make_dir=True), ValueError,
+         "exists and is not a SavedModel directory; it is not replaced", new_api=True),
     Case("evaluate(): num_samples 2**31",
          lambda c: evaluation.evaluate(c.model, c.x, num_samples=2**31), ValueError, NUM),
 ]

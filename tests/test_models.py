@@ -151,8 +151,9 @@ def test_bad_inputs_are_clear_value_errors(binary_data):
         model.fit(np.zeros((10, 15), np.float32), verbose=0)
     with pytest.raises(ValueError, match="unbatched"):
         model.fit(tf.data.Dataset.from_tensor_slices(train), verbose=0)
-    with pytest.raises(ValueError, match="ridge must be > 0"):
-        rem_tf.build_model("rem_v1", ridge=0.0, **SMALL)
+    for ridge in (0.0, float("inf"), float("nan"), "a", True):
+        with pytest.raises(ValueError, match="ridge must be a finite number > 0"):
+            rem_tf.build_model("rem_v1", ridge=ridge, **SMALL)
     keras.config.set_dtype_policy("mixed_float16")
     try:
         with pytest.raises(ValueError, match="float32"):

@@ -220,6 +220,14 @@ def test_a_bad_flag_prints_one_line_and_no_tensorflow_start_up_messages():
     assert proc.stderr.startswith("error: unknown method 'bogus'")
 
 
+def test_a_mistyped_plain_flag_gets_absls_two_lines_and_status_1():
+    proc = run_py(["--epochs=abc"], check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        "FATAL Flags parsing error: flag --epochs=abc: invalid literal for int() with base 10: "
+        "'abc'", "Pass --helpshort or --helpfull to see help on flags."]
+
+
 def _copy_run(reference_dir, tmp_path):
     shutil.copytree(reference_dir, tmp_path / "run")
     return tmp_path / "run"
@@ -240,6 +248,16 @@ def _corrupt_config_json(run):
     return [f"--workdir={run}"]
 
 
+def _config_json_a_list(run):
+    (run / "config.json").write_text("[1, 2]")
+    return [f"--workdir={run}"]
+
+
+def _workdir_inside_a_file(run):
+    (run / "a_file").write_text("")
+    return [f"--workdir={run / 'a_file' / 'sub'}"]
+
+
 def _corrupt_saved_model(run):
     _truncate(run / "saved_model" / "saved_model.pb")
     return ["--mode=evaluate", f"--saved_model={run / 'saved_model'}"]
@@ -255,10 +273,19 @@ def _workdir_is_a_file(run):
     return [f"--workdir={run / 'a_file'}"]
 
 
+# Rows that only check a config value (the same checks as test_experiment.py's in-process
+# check_config rows): through run.py only with REM_TF_SLOW_TESTS=1.
+CONFIG_VALUE_ROWS = {"seed", "adam-epsilon", "eval-split", "architecture", "proposal"}
+
+
 @pytest.mark.parametrize(
     "flags, prepare, names",
     [
         (["--config=configs/missing.py"], None, ["configs/missing.py", "--config"]),
+        (["--config=README.md"], None, ["README.md", "--config", "SyntaxError"]),
+        (["--config=configs/__init__.py"], None, ["configs/__init__.py", "no get_config()"]),
+        (["--config=configs"], None, ["'configs'", "is a directory"]),
+        (["stray_argument"], None, ["unexpected arguments: stray_argument"]),
         (["--config.training.epoch=3"], None, ["--config.training.epoch", "epochs"]),
         (["--config.foo.bar=1"], None, ["'foo'", "--config.foo.bar"]),
         (["--config.seed=-1"], None, ["seed"]),
@@ -269,17 +296,15 @@ def _workdir_is_a_file(run):
         (["DATA"], _workdir_is_a_file, ["a_file", "--workdir"]),
         (["DATA"], _truncate_checkpoints, ["no readable checkpoint", "ckpt-8", "ckpt-7"]),
         (["DATA"], _corrupt_config_json, ["config.json", "not valid JSON"]),
+        (["DATA"], _config_json_a_list, ["config.json", "not an object"]),
+        (["DATA"], _workdir_inside_a_file, ["a_file", "--workdir"]),
         ([], _corrupt_saved_model, ["saved_model", "cannot load"]),
         ([], _corrupt_keras_file, ["model.keras", "cannot load"]),
     ],
-    ids=["config-file", "config-field", "config-section", "seed", "adam-epsilon",
-# Rows that only check a config value (the same checks as test_experiment.py's in-process
-# check_config rows): through run.py only with REM_TF_SLOW_TESTS=1.
-CONFIG_VALUE_ROWS = {"seed", "adam-epsilon", "eval-split", "architecture", "proposal"}
-
-
+    ids=["config-file", "config-syntax-error", "config-no-get-config", "config-directory",
+         "stray-argument", "config-field", "config-section", "seed", "adam-epsilon",
          "eval-split", "architecture", "proposal", "workdir-file", "checkpoints",
-         "config-json", "saved-model", "keras-file"],
+         "config-json", "config-json-list", "workdir-inside-file", "saved-model", "keras-file"],
 )
 def test_bad_input_is_one_line_naming_it_and_status_2(flags, prepare, names, reference,
                                                        data_dir, tmp_path, request):

@@ -6,6 +6,8 @@ A config is an `ml_collections.ConfigDict` with the sections of
 `ConfigError` naming the field, before any data is read.
 """
 
+import collections.abc
+import difflib
 import importlib.util
 import inspect
 import json
@@ -107,6 +109,9 @@ def with_defaults(config, defaults=None):
     A config written before a field existed (an old config.json, a hand-made
     ConfigDict) gets the field's default value.
     """
+    if not isinstance(config, (ml_collections.ConfigDict, collections.abc.Mapping)):
+        raise ConfigError(f"a config must be an ml_collections.ConfigDict or a dict, got "
+                          f"{type(config).__name__}")
     if not isinstance(config, ml_collections.ConfigDict):
         config = ml_collections.ConfigDict(config)  # e.g. a config.json dict (keys sorted)
     config = config.copy_and_resolve_references()  # keeps the order of the fields
@@ -179,6 +184,19 @@ def _check_types_and_ranges(config, mode):
         ) from None
 
 
+def _check_known_fields(config):
+    """A field configs/default.py does not have is a typo (e.g. training.epoch): refused."""
+    defaults = default_config()
+    if defaults is None:
+        return
+    known = set(flatten(defaults.to_dict()))
+    for key in flatten(config.to_dict()):
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            raise ConfigError(f"unknown config field {key!r}"
+                              + (f"; did you mean {close[0]!r}?" if close else ""))
+
+
 def _resolve_data_defaults(config, mode):
     """Fills the data fields whose default depends on the data set or the likelihood
     (config.json stores them): a Gaussian likelihood gets the grey levels ("none")."""
@@ -208,6 +226,7 @@ def check_config(config, mode="train_and_evaluate"):
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
     config = with_defaults(config)
+    _check_known_fields(config)
     _check_types_and_ranges(config, mode)
     _check_choice(config, "data.name", data.NAMES, "dataset")
     _check_choice(config, "data.source", data.SOURCES, "data source", allow_none=True)

@@ -69,6 +69,10 @@ def _prepare(config, workdir, mode):
     workdir = pathlib.Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(f"the workdir {workdir} is a file (--workdir); give a directory")
+    blocking = next((p for p in workdir.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"the workdir {workdir} lies inside {blocking}, which is a file "
+                          "(--workdir); give a directory")
     stored = workdir / "config.json"
     if stored.is_file():
         check_resumable(run_files.read_json(stored, "fix or delete it, or use a new --workdir"),
@@ -213,14 +217,14 @@ def _train(config, workdir, mode, extra_callbacks):
             f"{manager.latest_checkpoint or 'none'}, is kept. Try more particles "
             "(--num_particles), a lower learning rate (--config.training.learning_rate) or a "
             "larger --config.training.adam_epsilon"
-        ) from None
-
-    step = int(model.optimizer.iterations.numpy())
-    saver.save()
             + (f"; for {config.method} at K = {config.training.num_particles}, "
                "--config.model.covariance=weighted (README, \"REM at small K\")"
                if config.model.covariance == "unweighted" and config.training.num_particles
                < getattr(model, "min_stable_unweighted_particles", 0) else "")
+        ) from None
+
+    step = int(model.optimizer.iterations.numpy())
+    saver.save()
     digest, abs_sum = run_files.weights_fingerprint(model)
     task = "chief" if is_chief else f"worker {strategy.cluster_resolver.task_id}"
     print(f"[{task}] finished at step {step}: weights sha256 {digest} sum|w| {abs_sum:.9g}",
@@ -271,11 +275,14 @@ def export_run(model, config, bias, global_step):
     tmp = workdir / ".model.tmp.keras"
     plain.save(str(tmp))
     os.replace(tmp, keras_path)
-    saved = export.export(
-        plain, workdir / "saved_model", chunk_size=config.evaluation.chunk_size,
-        elbo_samples=config.evaluation.elbo_samples,
-        metadata={"method": config.method, "config": as_dict(config),
-                  "versions": run_files.versions(), "global_step": global_step},
-    )
+    try:
+        saved = export.export(
+            plain, workdir / "saved_model", chunk_size=config.evaluation.chunk_size,
+            elbo_samples=config.evaluation.elbo_samples,
+            metadata={"method": config.method, "config": as_dict(config),
+                      "versions": run_files.versions(), "global_step": global_step},
+        )
+    except ValueError as err:  # <workdir>/saved_model holds other files: never replaced
+        raise ConfigError(f"{err} (--workdir)") from None
     logging.info("Exported %s and %s.", keras_path, saved)
     return pathlib.Path(saved)

@@ -33,9 +33,12 @@ def write_json(path, value):
 def read_json(path, fix="move it away or use a new --workdir"):
     """The JSON value in `path`; ConfigError naming the file and `fix` if it is not valid JSON."""
     try:
-        return json.loads(pathlib.Path(path).read_text())
+        value = json.loads(pathlib.Path(path).read_text())
     except (ValueError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} is not valid JSON ({err}); {fix}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path} holds a JSON {type(value).__name__}, not an object; {fix}")
+    return value
 
 
 def git_commit(short=False):

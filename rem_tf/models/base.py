@@ -11,6 +11,7 @@ the encoder's diagonal Gaussian r(z | x) through `importance_sample` and
 `recognition`. Inside the model images are flattened, x [B, D].
 """
 
+import math
 import numbers
 from typing import NamedTuple, Optional, Sequence
 
@@ -164,8 +165,10 @@ class GenerativeModel(keras.Model):
             hidden_units = (hidden_units,)
         for units in hidden_units:
             check_integer("every hidden_units entry", units)
-        if not float(ridge) > 0:  # ridge 0 gives a NaN Cholesky factor, silently, when K <= L
-            raise ValueError(f"ridge must be > 0, got {ridge}")
+        # ridge 0 gives a NaN Cholesky factor, silently, when K <= L.
+        if (not isinstance(ridge, numbers.Real) or isinstance(ridge, bool)
+                or not 0 < float(ridge) < math.inf):
+            raise ValueError(f"ridge must be a finite number > 0, got {ridge!r}")
         if keras.config.dtype_policy().compute_dtype != "float32":
             raise ValueError(
                 f"rem_tf models compute in float32; the global Keras dtype policy is "
@@ -192,6 +195,9 @@ class GenerativeModel(keras.Model):
                 "decoder_output_bias sets the built-in decoder's output bias; with your own "
                 "decoder, initialize its output layer instead"
             )
+        if decoder_output_bias is not None and not np.all(np.isfinite(
+                as_numeric_array(decoder_output_bias, "decoder_output_bias"))):
+            raise ValueError("decoder_output_bias must hold finite numbers (no NaN or Inf)")
         if encoder is None:
             encoder = Encoder(
                 self.latent_dim, self.hidden_units, activation, scale_activation, name="encoder"
@@ -317,6 +323,13 @@ class GenerativeModel(keras.Model):
             )
         if kwargs.get("loss") is not None:
             raise ValueError(f"{type(self).__name__} defines its own losses; do not pass `loss`.")
+        if model_optimizer is not None and model_optimizer is proposal_optimizer and not isinstance(
+                model_optimizer, str):
+            raise ValueError(
+                "`model_optimizer` and `proposal_optimizer` are the same optimizer object; an "
+                "optimizer updates only the variables it was built for, so give two optimizers "
+                "(or pass `optimizer` alone to use one for both)."
+            )
         if optimizer is None and model_optimizer is None:
             optimizer = "adam"
         if model_optimizer is not None:
@@ -498,11 +511,22 @@ class GenerativeModel(keras.Model):
         )
 
     def flatten_images(self, x):
-        """[B, *input_shape] (or [B, D]) -> float32 [B, D]; a wrong shape raises ValueError."""
+        """[B, *input_shape] (or [B, D]) -> float32 [B, D]; a wrong shape raises ValueError.
+
+        A shape that is not static (e.g. a retraced step, [None, None]) is checked in-graph.
+        """
         x = tf.convert_to_tensor(x)
         if not (x.dtype.is_floating or x.dtype.is_integer or x.dtype.is_bool):
             raise ValueError(f"x must hold numbers (bool, int or float), got dtype {x.dtype.name}")
-        self._check_batch_shape(x.shape, "x")
+        if x.shape.rank is not None and x.shape.rank >= 2 and not x.shape[1:].is_fully_defined():
+            ok = tf.equal(tf.reduce_prod(tf.shape(x)[1:]), self.data_dim)
+            with tf.control_dependencies([in_graph_check(ok, (
+                    f"{type(self).__name__} expects images of shape {self.image_shape} (or "
+                    f"flattened ({self.data_dim},)) per example; got a batch of another shape. "
+                    "Build the model with the data's input_shape or reshape the data."))]):
+                x = tf.identity(x)
+        else:
+            self._check_batch_shape(x.shape, "x")
         return tf.reshape(tf.cast(x, tf.float32), [-1, self.data_dim])
 
     def _values_error(self, x, bad, name):
@@ -550,6 +574,8 @@ class GenerativeModel(keras.Model):
             images_spec = images_spec[0]
         elif isinstance(images_spec, dict):
             raise ValueError("expected a dataset of images (or (images, ...) tuples), not dicts")
+        if int(dataset.cardinality()) == 0:
+            raise ValueError("x is an empty dataset (no batches); nothing to train or evaluate on")
         if images_spec.shape.rank is not None and images_spec.shape[1:].is_fully_defined():
             self._check_batch_shape(images_spec.shape, "dataset elements")
         return dataset
@@ -559,7 +585,10 @@ class GenerativeModel(keras.Model):
             return None
         if isinstance(x, tf.data.Dataset):
             return self._check_dataset(x)
-        if isinstance(x, (np.ndarray, tf.Tensor, list)):
+        if isinstance(x, dict):
+            raise ValueError("expected images (an array, dataset, PyDataset or generator of "
+                             "batches), not a dict")
+        if isinstance(x, (np.ndarray, np.generic, numbers.Number, tf.Tensor, list)):
             return self._check_array(x)
         return x  # generators, PyDatasets, distributed datasets: checked in every step
 
@@ -577,6 +606,12 @@ class GenerativeModel(keras.Model):
     def fit(self, x=None, y=None, *args, validation_data=None, callbacks=None, **kwargs):
         """`keras.Model.fit` with input checks and a clear error on a NaN/Inf loss."""
         callbacks = list(callbacks or [])
+        if x is None:
+            raise ValueError("fit needs training images: x is None")
+        for name, minimum in (("batch_size", 1), ("epochs", 0), ("steps_per_epoch", 1),
+                              ("validation_batch_size", 1)):
+            if kwargs.get(name) is not None:
+                check_integer(name, kwargs[name], minimum=minimum)
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself; silences Keras
         if not any(isinstance(c, keras.callbacks.TerminateOnNaN) for c in callbacks):
@@ -610,6 +645,11 @@ class GenerativeModel(keras.Model):
         """
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         x = self.flatten_images(x)
+        replica = tf.distribute.get_replica_context()
+        if replica is None or replica.num_replicas_in_sync == 1:  # a replica's share may be empty
+            with tf.control_dependencies([in_graph_check(
+                    tf.shape(x)[0] > 0, "x holds no examples (an empty batch)")]):
+                x = tf.identity(x)
         ok = self.likelihood.valid(x)
         if getattr(self, "jit_compile", False):
             x = tf.where(ok, x, np.nan)
