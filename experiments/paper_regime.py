@@ -136,7 +136,10 @@ def train(base):
             if study == "particle_sweep" and k == base.training.num_particles:
                 continue  # trained by the paper_regime study
             logging.info("Training %s at K = %d in %s.", method, k, workdir)
-            experiment.train(config, workdir)
+            try:
+                experiment.train(config, workdir)
+            except experiment.Interrupted as stop:  # SIGTERM / Ctrl-C: saved, resumable
+                sys.exit(f"{stop} (python {' '.join(sys.argv)} goes on)")
 
 
 # ------------------------------------------------------------------ evaluation
