@@ -25,5 +25,5 @@ setup(
         "scipy>=1.10",
         "matplotlib>=3.7",
     ],
-    extras_require={"test": ["pytest>=7"], "tensorboard": ["tensorboard"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3"], "tensorboard": ["tensorboard"]},
 )
