@@ -213,7 +213,7 @@ class KeptCheckpoints:
 
     Files: `<directory>/ckpt-<step>.index`, `.data-*`, and `<directory>/times.csv`
     with a row `step,wall_seconds,cpu_seconds,unix_time` per kept checkpoint and per
-    interruption (the format experiments/train_queue.py writes). wall_seconds / cpu_seconds are
+    interruption. wall_seconds / cpu_seconds are
     `time.time()` / `time.process_time()` seconds spent in the training loop,
     cumulative over invocations: a resumed run goes on from the last row.
 
