@@ -49,6 +49,9 @@ import tensorflow as tf  # noqa: E402
 from rem_tf import evaluation, experiment  # noqa: E402
 from rem_tf.experiment import workdir as files  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import claims  # noqa: E402
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -232,6 +235,17 @@ def paired_difference(a, b):
     return float(d.mean()), float(1.96 * d.std(ddof=1) / math.sqrt(len(d)))
 
 
+def paired_differences(paper, per_digit):
+    """{(a, b): (mean, half)} of NLL(a) − NLL(b) over the same digits, paper_regime runs."""
+    out = {}
+    for a in paper:
+        for b in paper:
+            keys = ("paper_regime", a), ("paper_regime", b)
+            if a != b and all(key in per_digit for key in keys):
+                out[(a, b)] = paired_difference(*(np.negative(per_digit[key]) for key in keys))
+    return out
+
+
 def collect(base):
     """(paper_regime dict, particle_sweep dict, per-digit arrays) from the cached evaluations."""
     paper, sweep, per_digit = {}, {}, {}
@@ -239,12 +253,14 @@ def collect(base):
         times, finals = kept_times(workdir), read_json(workdir / "final_eval.json")
         curve = read_json(workdir / "curve.json")
         steps = sorted({int(key.split("/")[0]) for key in finals})
-        if not steps:
+        if not steps and not curve:
             continue
-        step = steps[-1]
+        # Not evaluated on all test digits yet (still training): its last kept step and curve.
+        step = steps[-1] if steps else max(times)
         encoder, shifted = finals.get(f"{step}/encoder"), finals.get(f"{step}/shifted")
         paper[method] = {
             "num_particles": k, "batch_size": config.training.batch_size, "steps": step,
+            "evaluated": encoder is not None,
             "seconds": times.get(step, (None, None))[0],
             "cpu_seconds": times.get(step, (None, None))[1],
             "test_nll": encoder and encoder["nll"], "eval_samples": encoder and encoder["num_samples"],
@@ -319,7 +335,7 @@ def fmt(value, digits=2):
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def paper_regime_section(paper, per_digit, machine):
+def paper_regime_section(paper, differences, machine):
     lines = [
         "## The paper's regime: K = 1000, batch 20",
         "",
@@ -342,26 +358,23 @@ def paper_regime_section(paper, per_digit, machine):
         "|---|---|---|---|---|---|---|---|",
     ]
     for method, row in sorted(paper.items(), key=lambda kv: kv[1]["test_nll"] or 1e9):
+        steps = f"{row['steps']}" if row["evaluated"] else f"{row['steps']} (training)"
         lines.append(
-            f"| {method} | {row['steps']} | {fmt(row['test_nll'])} | "
+            f"| {method} | {steps} | {fmt(row['test_nll'])} | "
             f"{fmt(row['test_nll_shifted'])} | {fmt(row['kl_to_prior'])} | "
-            f"{row['active_units']} / 20 | {fmt((row['seconds'] or 0) / 3600)} h | "
+            f"{'–' if row['active_units'] is None else row['active_units']} / 20 | "
+            f"{fmt((row['seconds'] or 0) / 3600)} h | "
             f"{fmt((row['cpu_seconds'] or 0) / 3600)} h |")
-    base_key = ("paper_regime", "iwae")
-    if base_key in per_digit:
+    to_iwae = {a: d for (a, b), d in differences.items() if b == "iwae"}
+    if to_iwae:
         lines += ["", "Paired difference to the IWAE over the same 10,000 test digits (positive: "
                   "worse than the IWAE; the interval is the evaluation's Monte-Carlo and "
                   "digit-sampling noise, not seed-to-seed variation, which these single-seed "
                   "runs do not measure):", "",
                   "| method | steps (method / iwae) | NLL − NLL(iwae) | 95 % interval |",
                   "|---|---|---|---|"]
-        for method, row in sorted(paper.items()):
-            key = ("paper_regime", method)
-            if method == "iwae" or key not in per_digit:
-                continue
-            mean, half = paired_difference(np.negative(per_digit[key]),
-                                           np.negative(per_digit[base_key]))
-            lines.append(f"| {method} | {row['steps']} / {paper['iwae']['steps']} | "
+        for method, (mean, half) in sorted(to_iwae.items()):
+            lines.append(f"| {method} | {paper[method]['steps']} / {paper['iwae']['steps']} | "
                          f"{mean:+.2f} | [{mean - half:+.2f}, {mean + half:+.2f}] |")
     lines += ["", "![learning curves at K = 1000](results/paper_regime_curves.png)", ""]
     return lines
@@ -419,8 +432,11 @@ def report(base):
     machine = read_json(results / "machine.json").get("description", platform.processor() or
                                                       "this machine")
     lines = ["# Results", ""]
+    differences = paired_differences(paper, per_digit)
+    if paper or sweep:
+        lines += claims.claims_section(paper, sweep, differences)
     if paper:
-        lines += paper_regime_section(paper, per_digit, machine)
+        lines += paper_regime_section(paper, differences, machine)
     if sweep:
         lines += sweep_section(sweep, per_digit, machine)
     cheap = results / "cheap_budget.md"

@@ -1,4 +1,5 @@
-"""experiments/paper_regime.py on a tiny budget: train, evaluate, report, and a report alone.
+"""experiments/paper_regime.py on a tiny budget: train, evaluate, report, and a report alone;
+experiments/claims.py's verdicts on hand-made results.
 
 Four runs of 10 steps (K = 2 and 3, 200 training digits), evaluated on 100 test
 digits; the report's JSON files must have the fields RESULTS.md is made from, and a
@@ -15,6 +16,9 @@ import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "experiments"))
+import claims  # noqa: E402  (experiments/claims.py: pure functions, no TensorFlow)
+
 PAPER_FIELDS = {"num_particles", "batch_size", "steps", "seconds", "test_nll", "test_nll_shifted",
                 "kl_to_prior", "active_units", "curve"}
 SWEEP_FIELDS = {"steps", "test_nll", "kl_to_prior", "active_units"}
@@ -92,3 +96,88 @@ def test_evaluations_are_cached_in_the_run_directories(tiny_study):
     assert len(final["10/encoder"]["per_example_log_likelihood"]) == 100
     curve = json.loads((tiny_study / "runs" / "paper_regime" / "iwae" / "curve.json").read_text())
     assert sorted(curve, key=int) == ["5", "10"]
+
+
+def test_the_report_judges_the_first_claim_from_the_runs_paired_differences(tiny_study):
+    """Wiring: the verdict on REM v1 − IWAE follows the per-digit log-likelihoods cached in
+    the two runs' final_eval.json, recomputed here."""
+    per_digit = {method: np.asarray(json.loads(
+        (tiny_study / "runs" / "paper_regime" / method / "final_eval.json").read_text())
+        ["10/encoder"]["per_example_log_likelihood"]) for method in ("iwae", "rem_v1")}
+    d = per_digit["iwae"] - per_digit["rem_v1"]  # NLL(rem_v1) − NLL(iwae)
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
+    expected = claims.direction(d.mean(), half)
+    text = (tiny_study / "RESULTS.md").read_text()
+    assert "## The paper's three claims, in these runs" in text
+    assert f"REM v1 − IWAE = {d.mean():+.2f} nats" in text and f"({expected})" in text
+    assert "not measured yet: REM v2 − IWAE, IWAE − VAE" in text
+
+
+# ------------------------------------------------------- claims.py, on hand-made results
+
+
+def curve(*nlls):
+    return [[1000 * (i + 1), 60.0 * (i + 1), nll] for i, nll in enumerate(nlls)]
+
+
+def row(test_nll=None, kl=None, curve_points=()):
+    return {"num_particles": 1000, "steps": 6000, "test_nll": test_nll, "kl_to_prior": kl,
+            "curve": list(curve_points), "cpu_seconds": 3600.0}
+
+
+@pytest.mark.parametrize("mean, half, expected", [
+    (-1.0, 0.5, "ahead"), (1.0, 0.5, "behind"), (0.2, 0.5, "level"), (-0.2, 0.5, "level"),
+])
+def test_direction_of_a_paired_difference(mean, half, expected):
+    assert claims.direction(mean, half) == expected
+
+
+@pytest.mark.parametrize("differences, verdict", [
+    ({("rem_v1", "iwae"): (-2.0, 0.3), ("rem_v2", "iwae"): (-3.0, 0.3),
+      ("iwae", "vae"): (-1.0, 0.2)}, "supported"),
+    ({("rem_v1", "iwae"): (-2.0, 0.3), ("rem_v2", "iwae"): (0.9, 0.3),
+      ("iwae", "vae"): (-1.0, 0.2)}, "not supported"),
+    ({("rem_v1", "iwae"): (-2.0, 0.3), ("rem_v2", "iwae"): (-0.1, 0.3),
+      ("iwae", "vae"): (-1.0, 0.2)}, "not resolved"),
+    ({("rem_v1", "iwae"): (-2.0, 0.3), ("rem_v2", "iwae"): (-3.0, 0.3)}, "supported so far"),
+    ({}, "not yet measured"),
+])
+def test_log_likelihood_claim_verdicts(differences, verdict):
+    paper = {m: row(100.0) for m in ("iwae", "rem_v1", "rem_v2", "vae")}
+    got, sentences = claims.log_likelihood_claim(paper, differences)
+    assert got == verdict, sentences
+    if verdict == "supported so far":
+        assert sentences[-1] == "not measured yet: IWAE − VAE"
+
+
+def test_an_unevaluated_pair_is_judged_on_its_learning_curves_only_in_words():
+    paper = {"iwae": row(curve_points=curve(134.0, 121.0, 115.0)),
+             "rem_v2": row(curve_points=curve(130.0, 116.0))}
+    verdict, sentences = claims.log_likelihood_claim(paper, {})
+    assert verdict == "not yet measured"
+    assert ("REM v2 is ahead of the IWAE at all 2 common kept steps (1,000–2,000), "
+            "by 4.0–5.0 nats") in sentences[0]
+    assert sentences[1] == "not measured yet: REM v1 − IWAE, IWAE − VAE"
+    paper["rem_v2"]["curve"] = curve(136.0, 116.0)
+    assert "on both sides of the IWAE" in claims.log_likelihood_claim(paper, {})[1][0]
+
+
+def test_kl_claims_over_k():
+    paper = {"iwae": row(kl=13.5), "rem_v2": row(kl=15.0)}
+    sweep = {"iwae": {"10": {"kl_to_prior": 20.0}, "100": {"kl_to_prior": 17.0}},
+             "rem_v2": {"10": {"kl_to_prior": 19.0}, "100": {"kl_to_prior": 18.0}}}
+    verdict, sentences = claims.kl_claim(paper, sweep)
+    assert verdict == "partly supported (2 of 3 comparisons)"
+    assert sentences == ["K = 10: REM v2 19.00 vs IWAE 20.00", "K = 100: REM v2 18.00 vs IWAE 17.00",
+                         "K = 1000: REM v2 15.00 vs IWAE 13.50"]
+    sweep["rem_v2"]["10"]["kl_to_prior"] = 21.0
+    assert claims.kl_claim(paper, sweep)[0] == "supported"
+    assert claims.kl_claim({}, {})[0] == "not yet measured"
+
+    def iwae(*kls):
+        return {"iwae": {str(k): {"kl_to_prior": kl} for k, kl in zip((10, 30, 100), kls)}}
+
+    assert claims.iwae_kl_falls_claim(iwae(20.0, 18.0, 15.0))[0].startswith("supported")
+    assert claims.iwae_kl_falls_claim(iwae(20.0, 21.0, 15.0))[0].startswith("partly supported")
+    assert claims.iwae_kl_falls_claim(iwae(15.0, 18.0, 20.0))[0] == "not supported"
+    assert claims.iwae_kl_falls_claim(iwae(15.0))[0] == "not yet measured"
