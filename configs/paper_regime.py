@@ -15,7 +15,9 @@ MNIST (the offline copy: 60,000 training digits, dynamically binarized; the
 zero, as in the authors' code (`model.output_bias_from_data=True` is Burda et
 al.'s data-mean start). Evaluated with K = 5000 on all test digits.
 
-Time on this project's 2-core CPU: see RESULTS.md (0.3–0.5 s per REM step).
+Time: a REM v2 step at K = 1000 costs about 1.6 CPU-seconds on the AMD EPYC (AVX2) of the
+runs in RESULTS.md, one TensorFlow thread (an IWAE step 1.0); the 2-core Intel Xeon of
+the README's benchmarks ran about 3.5 REM steps per second with both threads.
 """
 
 from configs import default
