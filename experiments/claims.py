@@ -62,13 +62,11 @@ def log_likelihood_claim(paper, differences):
         if (a, b) in differences:
             found[(a, b)] = direction(*differences[(a, b)])
             sentences.append(_difference_text(a, b, differences[(a, b)]))
+        elif curve := _curve_text(a, b, paper):
+            sentences.append(f"{NAMES[a]} − {NAMES[b]} is not evaluated on all test digits "
+                             f"yet; {curve}")
         else:
             missing.append(f"{NAMES[a]} − {NAMES[b]}")
-            curve = _curve_text(a, b, paper)
-            if curve:
-                missing.pop()
-                sentences.append(f"{NAMES[a]} − {NAMES[b]} is not evaluated on all test "
-                                 f"digits yet; {curve}")
     if any(d == "behind" for d in found.values()):
         verdict = "not supported"
     elif any(d == "level" for d in found.values()):
