@@ -42,7 +42,9 @@ def _curve_text(a, b, paper):
         return None
     gaps = [curve_a[s] - curve_b[s] for s in common]
     where = ("ahead of" if max(gaps) < 0 else "behind" if min(gaps) > 0 else "on both sides of")
-    return (f"on the learning curves (first test digits) {NAMES.get(a, a)} is {where} the "
+    digits = paper[a].get("curve_examples")
+    return (f"on the learning curves ({f'first {digits:,} test digits' if digits else 'test digits'})"
+            f" {NAMES.get(a, a)} is {where} the "
             f"{NAMES.get(b, b)} at all {len(common)} common kept steps "
             f"({common[0]:,}–{common[-1]:,}), by {min(abs(g) for g in gaps):.1f}–"
             f"{max(abs(g) for g in gaps):.1f} nats")

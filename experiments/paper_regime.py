@@ -255,7 +255,7 @@ def collect(base):
         steps = sorted({int(key.split("/")[0]) for key in finals})
         if not steps and not curve:
             continue
-        # Not evaluated on all test digits yet (still training): its last kept step and curve.
+        # Not evaluated on all test digits yet: its last kept step and its curve.
         step = steps[-1] if steps else max(times)
         encoder, shifted = finals.get(f"{step}/encoder"), finals.get(f"{step}/shifted")
         paper[method] = {
@@ -268,6 +268,7 @@ def collect(base):
             "shifted_samples": shifted and shifted["num_samples"],
             "kl_to_prior": encoder and encoder["kl_to_prior"],
             "active_units": encoder and encoder["active_units"],
+            "curve_examples": _CURVE_EXAMPLES.value, "curve_samples": _CURVE_SAMPLES.value,
             "curve": [[int(s), times[int(s)][0], v] for s, v in sorted(curve.items(),
                       key=lambda kv: int(kv[0])) if int(s) in times],
             "curve_cpu_seconds": [times[int(s)][1] for s in sorted(curve, key=int)
@@ -358,7 +359,7 @@ def paper_regime_section(paper, differences, machine):
         "|---|---|---|---|---|---|---|---|",
     ]
     for method, row in sorted(paper.items(), key=lambda kv: kv[1]["test_nll"] or 1e9):
-        steps = f"{row['steps']}" if row["evaluated"] else f"{row['steps']} (training)"
+        steps = f"{row['steps']}" if row["evaluated"] else f"{row['steps']} (curve only)"
         lines.append(
             f"| {method} | {steps} | {fmt(row['test_nll'])} | "
             f"{fmt(row['test_nll_shifted'])} | {fmt(row['kl_to_prior'])} | "
