@@ -181,3 +181,13 @@ def test_kl_claims_over_k():
     assert claims.iwae_kl_falls_claim(iwae(20.0, 21.0, 15.0))[0].startswith("partly supported")
     assert claims.iwae_kl_falls_claim(iwae(15.0, 18.0, 20.0))[0] == "not supported"
     assert claims.iwae_kl_falls_claim(iwae(15.0))[0] == "not yet measured"
+
+
+def test_equal_time_comparison_interpolates_between_kept_checkpoints():
+    paper = {"rem_v2": {"curve": curve(130.0, 110.0), "curve_cpu_seconds": [3600.0, 7200.0]},
+             "iwae": {"curve": curve(140.0, 125.0), "curve_cpu_seconds": [2700.0, 5400.0]}}
+    text = claims.equal_time_text("rem_v2", "iwae", paper)  # 130 + (5400−3600)/3600·(110−130)
+    assert "(1.50 h, the IWAE's last kept checkpoint) REM v2's curve NLL is 120.00" in text
+    assert text.endswith("against the IWAE's 125.00")
+    paper["iwae"]["curve_cpu_seconds"] = [2700.0, 9000.0]  # beyond REM v2's curve
+    assert claims.equal_time_text("rem_v2", "iwae", paper) is None
