@@ -120,7 +120,7 @@ def test_short_fit_improves_held_out_log_likelihood(method, binary_data):
                         latent_dim=4, hidden_units=(32,))
     if model.shared_loss:
         model.compile(optimizer=keras.optimizers.Adam(3e-3))
-    else:  # two losses (REM, RWS, PIWAE): one optimizer per network
+    else:  # a θ loss and an η loss (REM, RWS, PIWAE, STL, DReG): one optimizer each
         model.compile(model_optimizer=keras.optimizers.Adam(3e-3),
                       proposal_optimizer=keras.optimizers.Adam(3e-3))
     before = model.log_likelihood(test, num_samples=200).mean()
