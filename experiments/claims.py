@@ -160,11 +160,11 @@ def claims_section(paper, sweep, differences):
         "same 10,000 test digits, with the 95 % interval of the evaluation's Monte-Carlo and "
         "digit-sampling noise; every run is one seed (2019), so seed-to-seed variation is not "
         "in these intervals"
-        + (f" (a REM run at this budget took {min(cpu_hours):.1f}"
-           + (f"–{max(cpu_hours):.1f}" if max(cpu_hours) - min(cpu_hours) >= 0.05 else "")
+        + (f" (a REM run at this budget took {min(cpu_hours):.2f}"
+           + (f"–{max(cpu_hours):.2f}" if max(cpu_hours) - min(cpu_hours) >= 0.005 else "")
            + " CPU-hours here)." if cpu_hours else "."),
         "",
-        f"1. **Log-likelihood: REM > IWAE > VAE** ({budget}): **{verdict_1}**. "
+        f"1. **Log-likelihood: REM > IWAE > VAE** ({budget}; at equal steps): **{verdict_1}**. "
         + "; ".join(said_1) + ".",
         f"2. **REM's encoder has a higher KL to the prior than the IWAE's**: **{verdict_2}**"
         + (". " + "; ".join(said_2) + "." if said_2 else "."),
