@@ -181,6 +181,9 @@ def test_kl_claims_over_k():
     assert claims.iwae_kl_falls_claim(iwae(20.0, 21.0, 15.0))[0].startswith("partly supported")
     assert claims.iwae_kl_falls_claim(iwae(15.0, 18.0, 20.0))[0] == "not supported"
     assert claims.iwae_kl_falls_claim(iwae(15.0))[0] == "not yet measured"
+    # The paper-regime IWAE (K = 1000) joins the swept K.
+    assert claims.iwae_kl_falls_claim(iwae(15.0), {"iwae": row(kl=13.5)})[1] == [
+        "K = 10: 15.00, K = 1000: 13.50"]
 
 
 def test_equal_time_comparison_interpolates_between_kept_checkpoints():
