@@ -50,25 +50,33 @@ def _curve_text(a, b, paper):
             f"{max(abs(g) for g in gaps):.1f} nats")
 
 
-def equal_time_text(a, b, paper):
-    """a's curve NLL at b's last curve point's training CPU time (linear between a's kept
-    checkpoints), against b's; None if a's curve does not reach that time."""
+def equal_time_text(methods, reference, paper):
+    """The curve NLLs of `methods` at `reference`'s last curve point's training CPU time
+    (linear between each method's kept checkpoints), beside `reference`'s, in one sentence;
+    None if no method's curve reaches that time."""
     def points(method):
         row = paper.get(method, {})
         return [(cpu, nll) for (_, _, nll), cpu in zip(row.get("curve", []),
                                                        row.get("curve_cpu_seconds", []))]
-    a_points, b_points = points(a), points(b)
-    if not a_points or not b_points:
+
+    reference_points = points(reference)
+    if not reference_points:
         return None
-    cpu, b_nll = b_points[-1]
-    for (cpu_0, nll_0), (cpu_1, nll_1) in zip(a_points, a_points[1:]):
-        if cpu_0 <= cpu <= cpu_1:
-            a_nll = nll_0 + (cpu - cpu_0) / (cpu_1 - cpu_0) * (nll_1 - nll_0)
-            return (f"at equal training CPU time ({cpu / 3600:.2f} h, the {NAMES.get(b, b)}'s "
-                    f"last kept checkpoint) {NAMES.get(a, a)}'s curve NLL is {a_nll:.2f} "
-                    f"(linear between its kept checkpoints) against the {NAMES.get(b, b)}'s "
-                    f"{b_nll:.2f}")
-    return None
+    cpu, reference_nll = reference_points[-1]
+    at_cpu = []
+    for method in methods:
+        method_points = points(method)
+        for (cpu_0, nll_0), (cpu_1, nll_1) in zip(method_points, method_points[1:]):
+            if cpu_0 <= cpu <= cpu_1:
+                nll = nll_0 + (cpu - cpu_0) / (cpu_1 - cpu_0) * (nll_1 - nll_0)
+                at_cpu.append(f"{NAMES.get(method, method)} {nll:.2f}")
+                break
+    if not at_cpu:
+        return None
+    name = NAMES.get(reference, reference)
+    return (f"at equal training CPU time ({cpu / 3600:.2f} h, the {name}'s last kept "
+            f"checkpoint; linear between kept checkpoints) the learning curves' NLLs are "
+            f"{', '.join(at_cpu)} against the {name}'s {reference_nll:.2f}")
 
 
 def log_likelihood_claim(paper, differences):
@@ -102,7 +110,8 @@ def log_likelihood_claim(paper, differences):
         verdict = "supported"
     if missing:
         sentences.append("not measured yet: " + ", ".join(missing))
-    sentences += [text for a in ("rem_v1", "rem_v2") if (text := equal_time_text(a, "iwae", paper))]
+    if text := equal_time_text(("rem_v1", "rem_v2"), "iwae", paper):
+        sentences.append(text)
     return verdict, sentences
 
 

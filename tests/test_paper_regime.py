@@ -188,9 +188,11 @@ def test_kl_claims_over_k():
 
 def test_equal_time_comparison_interpolates_between_kept_checkpoints():
     paper = {"rem_v2": {"curve": curve(130.0, 110.0), "curve_cpu_seconds": [3600.0, 7200.0]},
+             "rem_v1": {"curve": curve(150.0), "curve_cpu_seconds": [9000.0]},  # starts too late
              "iwae": {"curve": curve(140.0, 125.0), "curve_cpu_seconds": [2700.0, 5400.0]}}
-    text = claims.equal_time_text("rem_v2", "iwae", paper)  # 130 + (5400−3600)/3600·(110−130)
-    assert "(1.50 h, the IWAE's last kept checkpoint) REM v2's curve NLL is 120.00" in text
-    assert text.endswith("against the IWAE's 125.00")
+    text = claims.equal_time_text(("rem_v1", "rem_v2"), "iwae", paper)
+    assert text.startswith("at equal training CPU time (1.50 h, the IWAE's last kept checkpoint")
+    # 130 + (5400−3600)/3600·(110−130); REM v1 left out.
+    assert text.endswith("NLLs are REM v2 120.00 against the IWAE's 125.00")
     paper["iwae"]["curve_cpu_seconds"] = [2700.0, 9000.0]  # beyond REM v2's curve
-    assert claims.equal_time_text("rem_v2", "iwae", paper) is None
+    assert claims.equal_time_text(("rem_v1", "rem_v2"), "iwae", paper) is None
