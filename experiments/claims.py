@@ -164,6 +164,8 @@ def claims_section(paper, sweep, differences):
     steps = sorted({row["steps"] for row in paper.values() if row.get("test_nll") is not None})
     cpu_hours = [row["cpu_seconds"] / 3600 for m, row in paper.items()
                  if m.startswith("rem") and row.get("cpu_seconds") and row.get("test_nll")]
+    seeded = sorted({int(k) for rows in sweep.values() for k, row in rows.items()
+                     if row.get("other_seeds")})
     budget = (f"K = 1000, batch 20, {', '.join(f'{s:,}' for s in steps)} steps"
               if steps else "K = 1000, batch 20, runs still training")
     lines = [
@@ -176,7 +178,9 @@ def claims_section(paper, sweep, differences):
         "in these intervals"
         + (f" (a REM run at this budget took {min(cpu_hours):.2f}"
            + (f"–{max(cpu_hours):.2f}" if max(cpu_hours) - min(cpu_hours) >= 0.005 else "")
-           + " CPU-hours here)." if cpu_hours else "."),
+           + " CPU-hours here)." if cpu_hours else ".")
+        + (" The particle sweep's runs at K = " + ", ".join(map(str, seeded))
+           + " also ran with other seeds: its seed table shows that variation." if seeded else ""),
         "",
         f"1. **Log-likelihood: REM > IWAE > VAE** ({budget}; at equal steps): **{verdict_1}**. "
         + "; ".join(said_1) + ".",

@@ -21,7 +21,9 @@ as `curve.json` and `final_eval.json`).
 - particle_sweep: `--sweep_methods` × `--sweep_particles`, each stopped at the
   same step (`--sweep_steps`); the K = 1000 points are the paper_regime runs at
   that step. Test NLL with K = `--sweep_eval_samples` on all test digits, KL of
-  the encoder to the prior, active units.
+  the encoder to the prior, active units. `--sweep_seeds` runs the sweep again with
+  other seeds (run directories `<method>-k<K>-seed<N>`), for the seed-to-seed
+  variation of the gap to the IWAE.
 
 `--phase=report` reads only the cached JSON files (no training, no evaluation)
 and writes `<results_dir>/paper_regime.json`, `<results_dir>/particle_sweep.json`,
@@ -69,6 +71,9 @@ _SWEEP_METHODS = flags.DEFINE_list("sweep_methods", ["iwae", "rem_v1", "rem_v2"]
                                    "particle_sweep methods.")
 _SWEEP_PARTICLES = flags.DEFINE_list("sweep_particles", ["10", "30", "100", "300", "1000"],
                                      "particle_sweep K values (the largest is paper_regime's).")
+_SWEEP_SEEDS = flags.DEFINE_list(
+    "sweep_seeds", [], "Seeds of the particle sweep beside the config's: the same runs again, "
+    "in run directories <method>-k<K>-seed<N>, for the seed-to-seed variation.")
 _SWEEP_STEPS = flags.DEFINE_integer(
     "sweep_steps", 6000, "The kept step at which every particle_sweep run is evaluated "
     "(the config's epochs must reach it).")
@@ -110,11 +115,18 @@ def runs(base, study):
             out.append((study, method, k, workdir, run_config(base, method, k, workdir)))
     else:
         paper_k = base.training.num_particles
-        for k in (int(v) for v in _SWEEP_PARTICLES.value):
-            for method in _SWEEP_METHODS.value:
-                workdir = (root / "paper_regime" / method if k == paper_k
-                           else root / "particle_sweep" / f"{method}-k{k}")
-                out.append((study, method, k, workdir, run_config(base, method, k, workdir)))
+        for seed in (base.seed, *(int(s) for s in _SWEEP_SEEDS.value)):
+            for k in (int(v) for v in _SWEEP_PARTICLES.value):
+                for method in _SWEEP_METHODS.value:
+                    if seed != base.seed:
+                        workdir = root / "particle_sweep" / f"{method}-k{k}-seed{seed}"
+                    elif k == paper_k:
+                        workdir = root / "paper_regime" / method
+                    else:
+                        workdir = root / "particle_sweep" / f"{method}-k{k}"
+                    config = run_config(base, method, k, workdir)
+                    config.seed = seed
+                    out.append((study, method, k, workdir, config))
     return out
 
 
@@ -136,7 +148,8 @@ def kept_times(workdir):
 def train(base):
     for study in selected_studies():
         for _, method, k, workdir, config in runs(base, study):
-            if study == "particle_sweep" and k == base.training.num_particles:
+            if (study == "particle_sweep" and k == base.training.num_particles
+                    and config.seed == base.seed):
                 continue  # trained by the paper_regime study
             logging.info("Training %s at K = %d in %s.", method, k, workdir)
             try:
@@ -276,15 +289,21 @@ def collect(base):
         }
         if encoder:
             per_digit[("paper_regime", method)] = encoder["per_example_log_likelihood"]
-    for _, method, k, workdir, config in runs(base, "particle_sweep"):
+    for _, method, k, workdir, config in runs(base, "particle_sweep"):  # the config's seed first
         found = read_json(workdir / "sweep_eval.json").get(str(_SWEEP_STEPS.value))
-        if found:
+        if not found:
+            continue
+        numbers = {"test_nll": found["nll"], "kl_to_prior": found["kl_to_prior"],
+                   "active_units": found["active_units"]}
+        if config.seed == base.seed:
             sweep.setdefault(method, {})[str(k)] = {
-                "steps": _SWEEP_STEPS.value, "test_nll": found["nll"],
-                "eval_samples": found["num_samples"], "kl_to_prior": found["kl_to_prior"],
-                "active_units": found["active_units"],
-            }
+                "steps": _SWEEP_STEPS.value, **numbers, "eval_samples": found["num_samples"],
+                "seed": config.seed}
             per_digit[("particle_sweep", method, k)] = found["per_example_log_likelihood"]
+        elif str(k) in sweep.get(method, {}):  # another seed beside the config's
+            sweep[method][str(k)].setdefault("other_seeds", {})[str(config.seed)] = numbers
+            per_digit[("particle_sweep", method, k, config.seed)] = \
+                found["per_example_log_likelihood"]
     return paper, sweep, per_digit
 
 
@@ -316,8 +335,14 @@ def plot_sweep(sweep, path):
         axes[1].plot(ks, [row[str(k)]["kl_to_prior"] for k in ks], "o-", label=method)
         if method != "iwae":
             common = [k for k in ks if str(k) in iwae]
-            axes[0].plot(common, [row[str(k)]["test_nll"] - iwae[str(k)]["test_nll"]
-                                  for k in common], "o-", label=method)
+            line, = axes[0].plot(common, [row[str(k)]["test_nll"] - iwae[str(k)]["test_nll"]
+                                          for k in common], "o-", label=method)
+            other = [(k, row[str(k)]["other_seeds"][seed]["test_nll"]
+                      - iwae[str(k)]["other_seeds"][seed]["test_nll"])
+                     for k in common for seed in row[str(k)].get("other_seeds", {})
+                     if seed in iwae[str(k)].get("other_seeds", {})]
+            if other:  # other seeds: unconnected crosses of the same colour
+                axes[0].plot(*zip(*other), "x", color=line.get_color())
     axes[0].axhline(0, color="k", lw=0.8)
     axes[0].set_ylabel("NLL(method) − NLL(iwae), nats  (< 0: better than the IWAE)")
     axes[1].set_ylabel("KL(r(z|x) ‖ p(z)), test average")
@@ -381,6 +406,37 @@ def paper_regime_section(paper, differences, machine):
     return lines
 
 
+def gap_cell(per_digit, method, k, seed=None):
+    """NLL(method) − NLL(iwae) at K (and another seed), paired over the test digits, as text."""
+    a, b = ("particle_sweep", method, k), ("particle_sweep", "iwae", k)
+    if seed is not None:
+        a, b = a + (seed,), b + (seed,)
+    if a not in per_digit or b not in per_digit:
+        return "–"
+    mean, half = paired_difference(np.negative(per_digit[a]), np.negative(per_digit[b]))
+    return f"{mean:+.2f} ± {half:.2f}"
+
+
+def seeds_section(sweep, per_digit):
+    """The sweep's runs with other seeds beside the config's, if any (Markdown lines)."""
+    rows = []
+    for method, by_k in sorted(sweep.items()):
+        for k, row in sorted(by_k.items(), key=lambda kv: int(kv[0])):
+            others = sorted(row.get("other_seeds", {}).items(), key=lambda kv: int(kv[0]))
+            for seed, numbers in ([(row["seed"], row), *others] if others else []):
+                seed_key = None if seed == row["seed"] else int(seed)
+                gap = "" if method == "iwae" else gap_cell(per_digit, method, int(k), seed_key)
+                rows.append(f"| {method} | {k} | {seed} | {fmt(numbers['test_nll'])} | "
+                            f"{fmt(numbers['kl_to_prior'])} | {gap} |")
+    if not rows:
+        return []
+    return ["", "The same runs with other seeds (`--sweep_seeds`): weights, particles and data "
+            "order all change with the seed; NLL(REM) − NLL(IWAE) is against the IWAE of the "
+            "same seed.", "",
+            "| method | K | seed | test NLL | KL to prior | NLL − NLL(iwae) |",
+            "|---|---|---|---|---|---|", *rows]
+
+
 def sweep_section(sweep, per_digit, machine):
     ks = sorted({int(k) for row in sweep.values() for k in row})
     lines = [
@@ -405,17 +461,10 @@ def sweep_section(sweep, per_digit, machine):
               "evaluation and digit noise):", "",
               "| method | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
     for method in sorted(sweep):
-        if method == "iwae":
-            continue
-        cells = []
-        for k in ks:
-            a, b = ("particle_sweep", method, k), ("particle_sweep", "iwae", k)
-            if a in per_digit and b in per_digit:
-                mean, half = paired_difference(np.negative(per_digit[a]), np.negative(per_digit[b]))
-                cells.append(f"{mean:+.2f} ± {half:.2f}")
-            else:
-                cells.append("–")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        if method != "iwae":
+            cells = [gap_cell(per_digit, method, k) for k in ks]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += seeds_section(sweep, per_digit)
     lines += ["", "![NLL gap and KL against K](results/particle_sweep.png)", ""]
     return lines
 
