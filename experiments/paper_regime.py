@@ -344,8 +344,10 @@ def plot_sweep(sweep, path):
             if other:  # other seeds: unconnected crosses of the same colour
                 axes[0].plot(*zip(*other), "x", color=line.get_color())
     axes[0].axhline(0, color="k", lw=0.8)
-    axes[0].set_ylabel("NLL(method) − NLL(iwae), nats  (< 0: better than the IWAE)")
+    axes[0].set_ylabel("NLL − NLL(iwae), nats")
+    axes[0].set_title("test NLL against the IWAE's (below 0: better)", fontsize=10)
     axes[1].set_ylabel("KL(r(z|x) ‖ p(z)), test average")
+    axes[1].set_title("KL of the encoder to the prior", fontsize=10)
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("K (training particles)")
