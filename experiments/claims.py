@@ -174,8 +174,8 @@ def claims_section(paper, sweep, differences):
         "Generated from results/paper_regime.json and results/particle_sweep.json by "
         "`python experiments/paper_regime.py --phase=report`. Differences are paired over the "
         "same 10,000 test digits, with the 95 % interval of the evaluation's Monte-Carlo and "
-        "digit-sampling noise; every run is one seed (2019), so seed-to-seed variation is not "
-        "in these intervals"
+        "digit-sampling noise; the runs behind the verdicts are seed 2019, so seed-to-seed "
+        "variation is not in these intervals"
         + (f" (a REM run at this budget took {min(cpu_hours):.2f}"
            + (f"–{max(cpu_hours):.2f}" if max(cpu_hours) - min(cpu_hours) >= 0.005 else "")
            + " CPU-hours here)." if cpu_hours else ".")

@@ -421,10 +421,12 @@ def gap_cell(per_digit, method, k, seed=None):
 
 def seeds_section(sweep, per_digit):
     """The sweep's runs with other seeds beside the config's, if any (Markdown lines)."""
-    rows = []
+    rows, seeds, ks = [], set(), set()
     for method, by_k in sorted(sweep.items()):
         for k, row in sorted(by_k.items(), key=lambda kv: int(kv[0])):
             others = sorted(row.get("other_seeds", {}).items(), key=lambda kv: int(kv[0]))
+            seeds.update(seed for seed, _ in others)
+            ks.update([k] if others else [])
             for seed, numbers in ([(row["seed"], row), *others] if others else []):
                 seed_key = None if seed == row["seed"] else int(seed)
                 gap = "" if method == "iwae" else gap_cell(per_digit, method, int(k), seed_key)
@@ -432,9 +434,11 @@ def seeds_section(sweep, per_digit):
                             f"{fmt(numbers['kl_to_prior'])} | {gap} |")
     if not rows:
         return []
-    return ["", "The same runs with other seeds (`--sweep_seeds`): weights, particles and data "
-            "order all change with the seed; NLL(REM) − NLL(IWAE) is against the IWAE of the "
-            "same seed.", "",
+    flags_text = (f"--sweep_seeds={','.join(sorted(seeds, key=int))} "
+                  f"--sweep_particles={','.join(sorted(ks, key=int))}")
+    return ["", f"The same runs with other seeds (the same commands with `{flags_text}`): "
+            "weights, particles and data order all change with the seed; NLL(REM) − NLL(IWAE) "
+            "is against the IWAE of the same seed.", "",
             "| method | K | seed | test NLL | KL to prior | NLL − NLL(iwae) |",
             "|---|---|---|---|---|---|", *rows]
 

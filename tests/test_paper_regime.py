@@ -131,8 +131,9 @@ def test_the_sweeps_other_seeds_are_other_runs_reported_against_the_same_seeds_i
     seed_7 = sweep["rem_v1"]["2"]["other_seeds"]["7"]
     assert (f"| rem_v1 | 2 | 7 | {seed_7['test_nll']:.2f} | {seed_7['kl_to_prior']:.2f} | "
             f"{d.mean():+.2f} ± {half:.2f} |") in (tiny_study / "RESULTS.md").read_text()
-    assert "The particle sweep's runs at K = 2, 3 also ran with other seeds" in \
-        (tiny_study / "RESULTS.md").read_text()
+    text = (tiny_study / "RESULTS.md").read_text()
+    assert "The particle sweep's runs at K = 2, 3 also ran with other seeds" in text
+    assert "the same commands with `--sweep_seeds=7 --sweep_particles=2,3`" in text
 
 
 # ------------------------------------------------------- claims.py, on hand-made results
