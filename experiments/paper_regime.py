@@ -425,9 +425,11 @@ def seeds_section(sweep, per_digit):
     for method, by_k in sorted(sweep.items()):
         for k, row in sorted(by_k.items(), key=lambda kv: int(kv[0])):
             others = sorted(row.get("other_seeds", {}).items(), key=lambda kv: int(kv[0]))
+            if not others:
+                continue
             seeds.update(seed for seed, _ in others)
-            ks.update([k] if others else [])
-            for seed, numbers in ([(row["seed"], row), *others] if others else []):
+            ks.add(k)
+            for seed, numbers in [(row["seed"], row), *others]:
                 seed_key = None if seed == row["seed"] else int(seed)
                 gap = "" if method == "iwae" else gap_cell(per_digit, method, int(k), seed_key)
                 rows.append(f"| {method} | {k} | {seed} | {fmt(numbers['test_nll'])} | "
