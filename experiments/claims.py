@@ -166,6 +166,8 @@ def claims_section(paper, sweep, differences):
                  if m.startswith("rem") and row.get("cpu_seconds") and row.get("test_nll")]
     seeded = sorted({int(k) for rows in sweep.values() for k, row in rows.items()
                      if row.get("other_seeds")})
+    seeds = sorted({row["seed"] for row in (*paper.values(), *(
+        row for rows in sweep.values() for row in rows.values())) if "seed" in row})
     budget = (f"K = 1000, batch 20, {', '.join(f'{s:,}' for s in steps)} steps"
               if steps else "K = 1000, batch 20, runs still training")
     lines = [
@@ -174,8 +176,9 @@ def claims_section(paper, sweep, differences):
         "Generated from results/paper_regime.json and results/particle_sweep.json by "
         "`python experiments/paper_regime.py --phase=report`. Differences are paired over the "
         "same 10,000 test digits, with the 95 % interval of the evaluation's Monte-Carlo and "
-        "digit-sampling noise; the runs behind the verdicts are seed 2019, so seed-to-seed "
-        "variation is not in these intervals"
+        "digit-sampling noise; the runs behind the verdicts are "
+        + (f"seed {' and '.join(map(str, seeds))}" if seeds else "one seed each")
+        + ", so seed-to-seed variation is not in these intervals"
         + (f" (a REM run at this budget took {min(cpu_hours):.2f}"
            + (f"–{max(cpu_hours):.2f}" if max(cpu_hours) - min(cpu_hours) >= 0.005 else "")
            + " CPU-hours here)." if cpu_hours else ".")

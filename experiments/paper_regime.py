@@ -37,6 +37,7 @@ import math
 import os
 import pathlib
 import platform
+import re
 import sys
 import time
 
@@ -73,7 +74,8 @@ _SWEEP_PARTICLES = flags.DEFINE_list("sweep_particles", ["10", "30", "100", "300
                                      "particle_sweep K values (the largest is paper_regime's).")
 _SWEEP_SEEDS = flags.DEFINE_list(
     "sweep_seeds", [], "Seeds of the particle sweep beside the config's: the same runs again, "
-    "in run directories <method>-k<K>-seed<N>, for the seed-to-seed variation.")
+    "in run directories <method>-k<K>-seed<N>, for the seed-to-seed variation (the report "
+    "also finds such run directories by itself).")
 _SWEEP_STEPS = flags.DEFINE_integer(
     "sweep_steps", 6000, "The kept step at which every particle_sweep run is evaluated "
     "(the config's epochs must reach it).")
@@ -104,9 +106,14 @@ def run_config(base, method, num_particles, workdir):
     return config
 
 
-def runs(base, study):
-    """[(study, method, K, workdir, config)] of a study, in training order."""
+def runs(base, study, other_seeds=None):
+    """[(study, method, K, workdir, config)] of a study, in training order.
+
+    `other_seeds`: the particle sweep's seeds beside the config's (default: --sweep_seeds).
+    """
     root = pathlib.Path(_RUNS_ROOT.value)
+    if other_seeds is None:
+        other_seeds = [int(s) for s in _SWEEP_SEEDS.value]
     out = []
     if study == "paper_regime":
         k = base.training.num_particles
@@ -115,7 +122,7 @@ def runs(base, study):
             out.append((study, method, k, workdir, run_config(base, method, k, workdir)))
     else:
         paper_k = base.training.num_particles
-        for seed in (base.seed, *(int(s) for s in _SWEEP_SEEDS.value)):
+        for seed in (base.seed, *other_seeds):
             for k in (int(v) for v in _SWEEP_PARTICLES.value):
                 for method in _SWEEP_METHODS.value:
                     if seed != base.seed:
@@ -128,6 +135,13 @@ def runs(base, study):
                     config.seed = seed
                     out.append((study, method, k, workdir, config))
     return out
+
+
+def seeds_on_disk():
+    """The seeds of the particle sweep's run directories <method>-k<K>-seed<N>, sorted."""
+    names = (p.name for p in (pathlib.Path(_RUNS_ROOT.value) / "particle_sweep").glob("*-seed*"))
+    return sorted({int(m.group(1)) for m in map(re.compile(r".+-k\d+-seed(\d+)").fullmatch, names)
+                   if m})
 
 
 def selected_studies():
@@ -273,6 +287,7 @@ def collect(base):
         encoder, shifted = finals.get(f"{step}/encoder"), finals.get(f"{step}/shifted")
         paper[method] = {
             "num_particles": k, "batch_size": config.training.batch_size, "steps": step,
+            "seed": config.seed,
             "evaluated": encoder is not None,
             "seconds": times.get(step, (None, None))[0],
             "cpu_seconds": times.get(step, (None, None))[1],
@@ -289,7 +304,8 @@ def collect(base):
         }
         if encoder:
             per_digit[("paper_regime", method)] = encoder["per_example_log_likelihood"]
-    for _, method, k, workdir, config in runs(base, "particle_sweep"):  # the config's seed first
+    other_seeds = sorted({*seeds_on_disk(), *(int(s) for s in _SWEEP_SEEDS.value)})
+    for _, method, k, workdir, config in runs(base, "particle_sweep", other_seeds):  # config's first
         found = read_json(workdir / "sweep_eval.json").get(str(_SWEEP_STEPS.value))
         if not found:
             continue

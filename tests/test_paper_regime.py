@@ -84,7 +84,7 @@ def test_the_report_regenerates_from_the_json_files_without_training(tiny_study)
     assert "| rem_v1 | 10 / 10 |" in before  # the paired difference to the IWAE
     runs = sorted(p.name for p in (tiny_study / "runs").rglob("*") if p.is_dir())
     (tiny_study / "RESULTS.md").unlink()
-    driver(tiny_study, "report")
+    driver(tiny_study, "report", "--sweep_seeds=")  # finds the seed-7 runs by itself
     assert (tiny_study / "RESULTS.md").read_text() == before
     assert sorted(p.name for p in (tiny_study / "runs").rglob("*") if p.is_dir()) == runs
 
@@ -220,3 +220,14 @@ def test_equal_time_comparison_interpolates_between_kept_checkpoints():
     assert text.endswith("NLLs are REM v2 120.00 against the IWAE's 125.00")
     paper["iwae"]["curve_cpu_seconds"] = [2700.0, 9000.0]  # beyond REM v2's curve
     assert claims.equal_time_text(("rem_v1", "rem_v2"), "iwae", paper) is None
+
+
+def test_the_claims_name_the_seed_of_the_runs_they_rest_on():
+    def intro(paper, sweep):
+        return claims.claims_section(paper, sweep, {})[2]
+
+    paper = {"iwae": {**row(100.0), "seed": 11}}
+    assert "the runs behind the verdicts are seed 11," in intro(paper, {})
+    sweep = {"iwae": {"10": {"kl_to_prior": 20.0, "seed": 12}}}
+    assert "the runs behind the verdicts are seed 11 and 12," in intro(paper, sweep)
+    assert "the runs behind the verdicts are one seed each," in intro({"iwae": row(100.0)}, {})
