@@ -131,8 +131,11 @@ def kl_claim(paper, sweep):
     above = [p for p in points if p[2] > p[3]]
     verdict = ("supported" if len(above) == len(points) else "not supported" if not above
                else f"partly supported ({len(above)} of {len(points)} comparisons)")
-    sentences = [f"K = {k}: {NAMES[m]} {kl_rem:.2f} vs IWAE {kl_iwae:.2f}"
-                 for k, m, kl_rem, kl_iwae in sorted(points)]
+    sentences = []
+    for k in sorted({p[0] for p in points}):
+        at_k = sorted(p for p in points if p[0] == k)
+        rems = ", ".join(f"{NAMES[m]} {kl_rem:.2f}" for _, m, kl_rem, _ in at_k)
+        sentences.append(f"K = {k}: {rems} vs IWAE {at_k[0][3]:.2f}")
     return verdict, sentences
 
 

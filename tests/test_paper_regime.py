@@ -196,6 +196,8 @@ def test_kl_claims_over_k():
                          "K = 1000: REM v2 15.00 vs IWAE 13.50"]
     sweep["rem_v2"]["10"]["kl_to_prior"] = 21.0
     assert claims.kl_claim(paper, sweep)[0] == "supported"
+    sweep["rem_v1"] = {"10": {"kl_to_prior": 20.5}}  # both REMs at one K: one sentence
+    assert claims.kl_claim(paper, sweep)[1][0] == "K = 10: REM v1 20.50, REM v2 21.00 vs IWAE 20.00"
     assert claims.kl_claim({}, {})[0] == "not yet measured"
 
     def iwae(*kls):
