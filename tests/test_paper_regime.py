@@ -3,7 +3,8 @@ experiments/claims.py's verdicts on hand-made results.
 
 Eight runs of 10 steps (K = 2 and 3, 200 training digits; the sweep also with seed
 7), evaluated on 100 test digits; the report's JSON files must have the fields
-RESULTS.md is made from, and a second report from the cached files alone must write the same RESULTS.md.
+RESULTS.md is made from, and a second report from the cached files alone must write
+the same RESULTS.md.
 """
 
 import json
