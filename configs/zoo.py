@@ -1,0 +1,34 @@
+r"""The model zoo's runs: the paper's 200 epochs at K = 50, on real MNIST from the offline copy.
+
+Command (from the repository root; one resumable run directory per method, the
+zoo's presets are made from them by experiments/zoo.py):
+
+  python run.py --config=configs/zoo.py --method=rem_v2 --mode=train \
+      --workdir=../runs/zoo/rem_v2
+
+`configs/paper_regime.py` (the paper's networks 20-200-200-784 tanh, batch 20,
+Adam 1e-3 with ε = 1e-4 and the Burda schedule for both optimizers, seed 2019,
+decoder output bias at zero; 60,000 training digits dynamically binarized, the
+10,000 test digits with a fixed binarization) with K = 50 particles (Burda et
+al.'s largest k) for the paper's 200 epochs = 600,000 steps. A checkpoint is
+kept every 10 epochs (30,000 steps) with its wall and CPU seconds in
+`kept_checkpoints/times.csv`, for the learning curves; the same command again
+resumes a stopped run.
+
+Time: about 60–75 s per epoch with both threads of a 2-core CPU (issue #22's
+measurement), 3.4–4.2 h per run.
+"""
+
+from configs import paper_regime
+
+STEPS_PER_EPOCH = 3000  # 60,000 digits / batch 20
+
+
+def get_config():
+    """Returns the zoo configuration."""
+    config = paper_regime.get_config()
+    config.training.num_particles = 50
+    config.training.epochs = 200
+    config.training.keep_checkpoint_every_steps = 10 * STEPS_PER_EPOCH
+    config.training.checkpoint_every_steps = 1000
+    return config
