@@ -12,6 +12,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["rem_tf", "rem_tf.*"]),
+    # The shipped presets (rem_tf.presets): weights, configs, metadata and model cards.
+    package_data={"rem_tf.presets": ["*/*.json", "*/*.h5", "*/*.md"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16,<2.22",

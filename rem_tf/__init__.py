@@ -2,6 +2,8 @@
 
 from rem_tf import data, estimators, likelihoods, networks, schedules  # schedules: .keras files load
 from rem_tf.models import METHODS, GenerativeModel
+from rem_tf import presets
+from rem_tf.presets import from_preset
 
 
 def build_model(
@@ -63,6 +65,6 @@ def build_model(
 
 
 __all__ = [
-    "build_model", "METHODS", "GenerativeModel", "data", "estimators", "likelihoods", "networks",
-    "schedules",
+    "build_model", "from_preset", "METHODS", "GenerativeModel", "data", "estimators",
+    "likelihoods", "networks", "presets", "schedules",
 ]
