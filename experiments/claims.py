@@ -3,7 +3,7 @@
 Pure functions of the dicts that `experiments/paper_regime.py` writes to
 results/paper_regime.json and results/particle_sweep.json, and of paired NLL
 differences over the same test digits; `claims_section` returns the lines of
-RESULTS.md's section on the claims. No TensorFlow, no files: the report and the
+RESULTS.md's section on the claims. No TensorFlow (NumPy only), no files: the report and the
 tests call it with plain dicts.
 
 The claims (Dieng & Paisley, 2019):
@@ -12,7 +12,19 @@ The claims (Dieng & Paisley, 2019):
   3. the IWAE's KL to the prior falls as K grows (Figure 2).
 """
 
+import math
+
+import numpy as np
+
+# RESULTS.md's zoo section (experiments/zoo.py) lies between these lines.
+ZOO_MARKERS = ("<!-- zoo:begin -->", "<!-- zoo:end -->")
 NAMES = {"iwae": "IWAE", "vae": "VAE", "rem_v1": "REM v1", "rem_v2": "REM v2"}
+
+
+def paired_difference(a, b):
+    """Mean and 95 % half-width of a − b over the same test digits (evaluation noise + digits)."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return float(d.mean()), float(1.96 * d.std(ddof=1) / math.sqrt(len(d)))
 
 
 def direction(mean, half):

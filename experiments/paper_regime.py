@@ -31,9 +31,7 @@ the figures, and `--results_md` (RESULTS.md), whose cheap-budget part is
 `<results_dir>/cheap_budget.md` (written by experiments/compare_methods.py).
 """
 
-import csv
 import json
-import math
 import os
 import pathlib
 import platform
@@ -50,7 +48,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from rem_tf import evaluation, experiment  # noqa: E402
-from rem_tf.experiment import workdir as files  # noqa: E402
+from rem_tf.experiment import checkpoints, workdir as files  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import claims  # noqa: E402
@@ -150,13 +148,7 @@ def selected_studies():
 
 def kept_times(workdir):
     """{step: (wall seconds, cpu seconds)} of the kept checkpoints that exist."""
-    kept = pathlib.Path(workdir) / "kept_checkpoints"
-    if not (kept / "times.csv").is_file():
-        return {}
-    with open(kept / "times.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {int(r["step"]): (float(r["wall_seconds"]), float(r["cpu_seconds"])) for r in rows
-            if (kept / f"ckpt-{r['step']}.index").is_file()}
+    return checkpoints.kept_times(pathlib.Path(workdir) / "kept_checkpoints")
 
 
 def train(base):
@@ -256,12 +248,6 @@ def read_json(path):
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def paired_difference(a, b):
-    """Mean and 95 % half-width of a − b over the same test digits (evaluation noise + digits)."""
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    return float(d.mean()), float(1.96 * d.std(ddof=1) / math.sqrt(len(d)))
-
-
 def paired_differences(paper, per_digit):
     """{(a, b): (mean, half)} of NLL(a) − NLL(b) over the same digits, paper_regime runs."""
     out = {}
@@ -269,7 +255,8 @@ def paired_differences(paper, per_digit):
         for b in paper:
             keys = ("paper_regime", a), ("paper_regime", b)
             if a != b and all(key in per_digit for key in keys):
-                out[(a, b)] = paired_difference(*(np.negative(per_digit[key]) for key in keys))
+                out[(a, b)] = claims.paired_difference(
+                    *(np.negative(per_digit[key]) for key in keys))
     return out
 
 
@@ -431,7 +418,7 @@ def gap_cell(per_digit, method, k, seed=None):
         a, b = a + (seed,), b + (seed,)
     if a not in per_digit or b not in per_digit:
         return "–"
-    mean, half = paired_difference(np.negative(per_digit[a]), np.negative(per_digit[b]))
+    mean, half = claims.paired_difference(np.negative(per_digit[a]), np.negative(per_digit[b]))
     return f"{mean:+.2f} ± {half:.2f}"
 
 
@@ -506,6 +493,9 @@ def report(base):
     machine = read_json(results / "machine.json").get("description", platform.processor() or
                                                       "this machine")
     lines = ["# Results", ""]
+    zoo = results / "zoo.md"  # experiments/zoo.py's section comes first
+    if zoo.is_file():
+        lines += [claims.ZOO_MARKERS[0], zoo.read_text().rstrip(), claims.ZOO_MARKERS[1], ""]
     differences = paired_differences(paper, per_digit)
     if paper or sweep:
         lines += claims.claims_section(paper, sweep, differences)

@@ -267,3 +267,20 @@ class KeptCheckpoints:
             writer.writerow([step, f"{self.base[0] + now[0] - self.started[0]:.1f}",
                              f"{self.base[1] + now[1] - self.started[1]:.1f}", f"{now[0]:.1f}"])
         self.kept.add(step)
+
+
+def kept_times(directory):
+    """{step: (wall seconds, cpu seconds)} of the kept checkpoints present in `directory`.
+
+    Args:
+      directory: a `<workdir>/kept_checkpoints` directory (see `KeptCheckpoints`); a
+        missing one gives {}. Rows of times.csv without their checkpoint (a stop between
+        kept steps) are left out.
+    """
+    directory = pathlib.Path(directory)
+    if not (directory / "times.csv").is_file():
+        return {}
+    with open(directory / "times.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {int(r["step"]): (float(r["wall_seconds"]), float(r["cpu_seconds"])) for r in rows
+            if (directory / f"ckpt-{r['step']}.index").is_file()}
