@@ -222,8 +222,8 @@ def load(split: str, data_dir) -> Raw:
 def check(request: Request) -> None:
     if request.name != "mnist":
         raise DataError(f"the offline copy holds grey-level MNIST only ('mnist'), not "
-                        f"{request.name!r}. " + how_to_get(request.name,
-                                                           cache_dir(request.data_dir)))
+                        f"{request.name!r}: choose another source than 'offline' (config: "
+                        "data.source). " + how_to_get(request.name, cache_dir(request.data_dir)))
 
 
 def has(request: Request, split: str) -> bool:
