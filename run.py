@@ -43,7 +43,10 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (ml_collections, get_config()), default configs/default.py; "
     "override fields with --config.x.y=value.", lock_config=True)
 flags.DEFINE_string("method", None, "Method: a key of rem_tf.METHODS (config.method).")
-flags.DEFINE_string("dataset", None, "binarized_mnist | mnist | omniglot (config.data.name).")
+flags.DEFINE_string("dataset", None,
+                    "binarized_mnist | mnist | omniglot | tfds:<TFDS image dataset> "
+                    "(config.data.name); your own images: --config.data.source=npz "
+                    "--config.data.path=FILE.npz.")
 flags.DEFINE_string("workdir", None,
                     "Run directory (config.workdir); default runs/<config>-<method>-<dataset>.")
 flags.DEFINE_integer("epochs", None, "Training epochs (config.training.epochs).")
@@ -142,7 +145,8 @@ def main(argv):
             return 0
         if config.workdir is None:
             stem = pathlib.Path(config_flags.get_config_filename(flags.FLAGS["config"])).stem
-            config.workdir = f"runs/{stem}-{config.method}-{config.data.name}"
+            label = pathlib.Path(experiment.builders.data_label(config)).stem
+            config.workdir = f"runs/{stem}-{config.method}-{label.replace(':', '_')}"
         steps = _EXIT_AFTER_STEP.value
         run = experiment.train if mode == "train" else experiment.train_and_evaluate
         run(config, extra_callbacks=[_ExitAfterStep(steps)] if steps is not None else [])

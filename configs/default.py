@@ -16,8 +16,11 @@ Xeon, TF 2.21, no GPU): about 0.35 s per step for rem_v2, i.e. ~17 min per
 epoch and ~2.4 days for 200 epochs; the paper used one V100 (AWS P3).
 The data: TFDS `binarized_mnist` (prepared by TFDS, downloaded on first use), or
 the `.amat` files with `--config.data.source=files --config.data.data_dir=DIR`.
-`--dataset=mnist` or `--dataset=omniglot` switch data set (see also the
-`paper_*.py` configs).
+`--dataset=mnist`, `--dataset=omniglot` or `--dataset=tfds:<name>` (any TFDS
+image dataset) switch data set (see also the `paper_*.py` configs); your own
+images: `--config.data.source=npz --config.data.path=mine.npz`.
+Offline, the TFDS download fails within seconds with the list of ways to get
+the data (the `.amat` files, TFDS elsewhere).
 """
 
 import ml_collections
@@ -33,14 +36,21 @@ def get_config():
     config.workdir = config_dict.placeholder(str)
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "binarized_mnist"  # binarized_mnist | mnist | omniglot
-    # auto | tfds | files | offline (see rem_tf.data); None: "tfds" for binarized_mnist
-    # (prepared or downloaded by TFDS), "auto" for the others.
+    # binarized_mnist | mnist | omniglot | tfds:<any TFDS image dataset, e.g. fashion_mnist>
+    # (with source "npz" only a label).
+    config.data.name = "binarized_mnist"
+    # auto | tfds | files | offline | npz (see rem_tf.data); None: "npz" when data.path is
+    # set, "tfds" for binarized_mnist and tfds:<name> (prepared or downloaded by TFDS),
+    # "auto" for the others.
     config.data.source = config_dict.placeholder(str)
+    # Your own images (source "npz"): an .npz with arrays "train" and "test" (and
+    # "validation") of any image shape; the model's input_shape is taken from them.
+    config.data.path = config_dict.placeholder(str)
     config.data.data_dir = config_dict.placeholder(str)  # local files / cache; None: the default
     # None: "train+validation" where there is a validation split (binarized_mnist: the
-    # paper's 60,000 training images), else "train".
+    # paper's 60,000 training images; an .npz with "validation"), else "train".
     config.data.train_split = config_dict.placeholder(str)
+    # dynamic | fixed | threshold | none (grey levels, for model.likelihood="gaussian").
     # None: the data module's defaults (dynamic for training splits, fixed otherwise).
     config.data.train_binarization = config_dict.placeholder(str)
     config.data.eval_binarization = config_dict.placeholder(str)

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from rem_tf import estimators
+from rem_tf.models import datasets as input_datasets
 from rem_tf.models.base import PROPOSALS, as_numeric_array, checked_message
 
 _LOG_LIKELIHOOD_FUNCTIONS = {"encoder": "log_likelihood", "shifted": "log_likelihood_shifted"}
@@ -94,6 +95,8 @@ def evaluate(
       model_or_loaded: a `GenerativeModel` or a loaded SavedModel (see `as_functions`).
       images: float32 array [N, *input_shape] (or flattened [N, D]) in the
         likelihood's support (binary for "bernoulli"); a SavedModel checks it in-graph.
+        Or a finite batched tf.data.Dataset of them (or of (images, ...) tuples or dicts
+        with an "image" entry): the same result as on its images concatenated.
       num_samples: K of the importance-sampled log-likelihood (the field's convention: 5000).
       chunk_size: particles per chunk (live models only; a SavedModel uses its own).
       batch_size: images per call.
@@ -125,6 +128,8 @@ def evaluate(
                          f"{active_units_threshold!r}")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be a callable(done, total) or None, got {progress!r}")
+    if isinstance(images, tf.data.Dataset):
+        images = input_datasets.to_array(images, "images")
     images = as_numeric_array(images, "images").astype(np.float32)
     if images.ndim < 2 or len(images) == 0:
         raise ValueError(f"expected a non-empty batch of images, got shape {images.shape}")

@@ -13,14 +13,15 @@ from .common import DataError
 
 
 class Raw(collections.namedtuple("Raw", ["values", "scale", "origin"])):
-    """Decoded images ``values`` [N, 28, 28, 1] (uint8 or float32); intensity = values / scale.
+    """Decoded images ``values`` [N, *image_shape] (uint8 or float32; [N, 28, 28, 1] for
+    the paper's data); intensity = values / scale.
 
     ``origin`` names where they came from, for messages.
     """
 
 
 def as_float(raw: Raw) -> np.ndarray:
-    """Intensities float32 [N, 28, 28, 1] in [0, 1] (a fresh array)."""
+    """Intensities float32 [N, *image_shape] in [0, 1] (a fresh array)."""
     values = raw.values.astype(np.float32)
     if raw.scale != 1:
         values /= np.float32(raw.scale)
@@ -53,8 +54,17 @@ def to_images(array: np.ndarray, where: str, what: str) -> np.ndarray:
     )
 
 
+def to_any_images(array: np.ndarray, where: str, what: str) -> np.ndarray:
+    """Images of any shape: [N, H, W] -> [N, H, W, 1]; [N, D] and [N, H, W, C] as they are."""
+    array = np.asarray(array)
+    if array.ndim < 2 or 0 in array.shape[1:]:
+        raise DataError(f"{where}: {what} has shape {array.shape}; expected a stack of "
+                        "images [N, H, W], [N, H, W, C] or vectors [N, D]")
+    return array[..., None] if array.ndim == 3 else array
+
+
 def normalize(images: np.ndarray, where: str, what: str, binary: bool) -> Raw:
-    """Check the values of ``images`` [N, 28, 28, 1] and choose the stored dtype / scale.
+    """Check the values of ``images`` [N, ...] and choose the stored dtype / scale.
 
     bool and 0/1 -> uint8, scale 1; integers 0..255 -> uint8, scale 255; floats in
     [0, 1] -> float32, scale 1.  ``binary``: anything but 0/1 is a DataError.
@@ -106,14 +116,14 @@ def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
 
 
 def fixed_binary(raw: Raw, seed: int) -> np.ndarray:
-    """One Bernoulli(intensity) sample drawn with numpy ``seed``: uint8 [N, 28, 28, 1]."""
+    """One Bernoulli(intensity) sample drawn with numpy ``seed``: uint8, the shape of the images."""
     probs = as_float(raw)
     rng = np.random.default_rng(seed)
     return (rng.random(probs.shape, dtype=np.float32) < probs).astype(np.uint8)
 
 
 def threshold_binary(raw: Raw) -> np.ndarray:
-    """intensity > 0.5: uint8 [N, 28, 28, 1]."""
+    """intensity > 0.5: uint8, the shape of the images."""
     return (as_float(raw) > 0.5).astype(np.uint8)
 
 

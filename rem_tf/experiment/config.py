@@ -205,10 +205,42 @@ def _resolve_data_defaults(config, mode):
             if config.data[field] is None:
                 config.data[field] = "none"
     if config.data.source is None:
-        config.data.source = "tfds" if config.data.name == "binarized_mnist" else "auto"
+        config.data.source = ("npz" if config.data.path is not None else "tfds"
+                              if config.data.name == "binarized_mnist"
+                              or data.is_tfds_name(config.data.name) else "auto")
     if config.data.train_split is None:
-        splits = data.info(config.data.name)
-        config.data.train_split = "train+validation" if "validation" in splits else "train"
+        splits = data_splits(config)
+        config.data.train_split = "train+validation" if "validation" in (splits or ()) else "train"
+
+
+def data_splits(config):
+    """The splits of `data.*` (an .npz file is read), or None for a TFDS name (known
+    only once TFDS has prepared it: checked when the data is read)."""
+    if data.is_tfds_name(config.data.name) and config.data.source != "npz":
+        return None
+    return tuple(data.info(config.data.name, source=config.data.source, path=config.data.path,
+                           data_dir=config.data.data_dir))
+
+
+def _check_data(config):
+    """data.name, data.source and data.path before anything is read."""
+    source, path, name = config.data.source, config.data.path, config.data.name
+    _check_choice(config, "data.source", data.SOURCES, "data source", allow_none=True)
+    if path is not None and not isinstance(path, (str, pathlib.PurePath)):
+        raise ConfigError(f"data.path must be a path to an .npz file, got {path!r}")
+    if source == "npz" and path is None:
+        raise ConfigError("data.source 'npz' needs data.path=<an .npz file with arrays 'train' "
+                          "and 'test'> (--config.data.path=...)")
+    if path is not None and source not in (None, "npz"):
+        raise ConfigError(f"data.path is read only with data.source 'npz' (or None), not "
+                          f"{source!r}")
+    if path is None and not data.is_tfds_name(name):
+        if name not in data.NAMES:
+            raise ConfigError(
+                f"unknown dataset {name!r} ({_source('data.name')}); valid: "
+                f"{', '.join(data.NAMES)}, {data.TFDS_PREFIX}<a TFDS image dataset> (e.g. "
+                "tfds:fashion_mnist), or your own images: data.source='npz' with "
+                "data.path=<file>.npz")
 
 
 def check_config(config, mode="train_and_evaluate"):
@@ -228,14 +260,14 @@ def check_config(config, mode="train_and_evaluate"):
     config = with_defaults(config)
     _check_known_fields(config)
     _check_types_and_ranges(config, mode)
-    _check_choice(config, "data.name", data.NAMES, "dataset")
-    _check_choice(config, "data.source", data.SOURCES, "data source", allow_none=True)
+    _check_data(config)
     for path in ("data.train_binarization", "data.eval_binarization"):
         _check_choice(config, path, data.BINARIZATIONS, "binarization", allow_none=True)
     _check_choice(config, "distribute.strategy", STRATEGIES, "strategy")
     _resolve_data_defaults(config, mode)
-    splits = tuple(data.info(config.data.name))
-    _check_choice(config, "evaluation.split", splits, f"{config.data.name} split")
+    splits = data_splits(config)
+    if splits is not None:
+        _check_choice(config, "evaluation.split", splits, f"{config.data.name} split")
     _check_choice(config, "evaluation.proposal", PROPOSALS, "proposal")
     if (config.evaluation.proposal != "encoder"
             and "proposal" not in inspect.signature(evaluation.evaluate).parameters):
@@ -245,7 +277,8 @@ def check_config(config, mode="train_and_evaluate"):
         )
     if mode == "evaluate":
         return config
-    _check_choice(config, "data.train_split", splits, f"{config.data.name} split")
+    if splits is not None:
+        _check_choice(config, "data.train_split", splits, f"{config.data.name} split")
     _check_choice(config, "method", sorted(rem_tf.METHODS), "method")
     _check_choice(config, "model.covariance", estimators.COVARIANCES, "covariance")
     _check_choice(config, "model.scale_activation", SCALE_ACTIVATIONS, "scale activation")

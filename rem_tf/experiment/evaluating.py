@@ -107,7 +107,7 @@ def evaluate(config, model_path=None, out_dir=None, *, data_from_model=False):
     if tuple(images.shape[1:]) != input_shape:
         raise ConfigError(
             f"the model at {path} takes images of shape {input_shape}, the "
-            f"{config.data.name} data has {tuple(images.shape[1:])}"
+            f"{builders.data_label(config)} data has {tuple(images.shape[1:])}"
         )
     started, reported = time.time(), [0.0]
 
@@ -116,7 +116,8 @@ def evaluate(config, model_path=None, out_dir=None, *, data_from_model=False):
             reported[0] = done / total
             logging.info("evaluated %d / %d images (%.0f s)", done, total, time.time() - started)
 
-    logging.info("Evaluating %s on %s/%s (%d images) with K = %d.", path, config.data.name,
+    logging.info("Evaluating %s on %s/%s (%d images) with K = %d.", path,
+                 builders.data_label(config),
                  config.evaluation.split, len(images), config.evaluation.num_samples)
     proposal = config.evaluation.proposal
     try:
@@ -130,7 +131,8 @@ def evaluate(config, model_path=None, out_dir=None, *, data_from_model=False):
     except ValueError as err:  # e.g. an older SavedModel without the shifted proposal
         raise ConfigError(f"cannot evaluate {path}: {err}") from None
     results.update({
-        "model": str(path), "dataset": config.data.name, "split": config.evaluation.split,
+        "model": str(path), "dataset": builders.data_label(config),
+        "split": config.evaluation.split,
         "source": config.data.source, "binarization": config.data.eval_binarization,
         "chunk_size": chunk_size, "elbo_samples": elbo_samples,
     })
@@ -138,7 +140,7 @@ def evaluate(config, model_path=None, out_dir=None, *, data_from_model=False):
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"eval_{config.evaluation.split}.json"
     run_files.write_json(out, results)
-    title = f"{config.data.name}/{config.evaluation.split}: {path}"
+    title = f"{builders.data_label(config)}/{config.evaluation.split}: {path}"
     print(evaluation.format_table(results, title=title), flush=True)
     print(f"Wrote {out}", flush=True)
     return results

@@ -84,7 +84,8 @@ def _steps_per_epoch(config, batch):
     steps = builders.train_dataset(config, batch)[1]
     if steps < 1:
         raise ConfigError(
-            f"the {config.data.train_split} split of {config.data.name} has fewer images than "
+            f"the {config.data.train_split} split of {builders.data_label(config)} has fewer "
+            "images than "
             f"one batch ({batch}, training.batch_size)"
         )
     spe = config.training.steps_per_execution
@@ -132,7 +133,8 @@ def _train(config, workdir, mode, extra_callbacks):
     bias = builders.output_bias(config)
     steps_per_epoch = _steps_per_epoch(config, batch)
     with strategy.scope():
-        model = builders.build_model_from_config(config, decoder_output_bias=bias)
+        model = builders.build_model_from_config(config, decoder_output_bias=bias,
+                                                 input_shape=builders.input_shape(config))
         builders.compile_model(model, config, steps_per_epoch)
     checkpoint = checkpoints.training_checkpoint(model)
     latest = checkpoints.restore_latest(checkpoint, workdir / "checkpoints")
@@ -162,7 +164,7 @@ def _train(config, workdir, mode, extra_callbacks):
                      start_step)
     logging.info(
         "%s on %s: %d replica(s), global batch %d (%d per replica), %d steps per epoch, "
-        "%d epochs, workdir %s", config.method, config.data.name, replicas, batch,
+        "%d epochs, workdir %s", config.method, builders.data_label(config), replicas, batch,
         batch // replicas, steps_per_epoch, config.training.epochs, workdir,
     )
 
@@ -253,7 +255,8 @@ def export_run(model, config, bias, global_step):
     workdir = pathlib.Path(config.workdir)
     # A copy outside any strategy: plain variables, no collectives, same values
     # (weights and particle seed state).
-    plain = builders.build_model_from_config(config, decoder_output_bias=bias)
+    plain = builders.build_model_from_config(config, decoder_output_bias=bias,
+                                             input_shape=model.image_shape)
     for target, source in zip(plain.variables, model.variables, strict=True):
         if target.path != source.path or tuple(target.shape) != tuple(source.shape):
             raise RuntimeError(f"variable mismatch: {target.path} vs {source.path}")

@@ -21,6 +21,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from rem_tf import _keras_compat, estimators, likelihoods, networks
+from rem_tf.models import datasets as input_datasets
 from rem_tf.networks import Decoder, Encoder
 
 tfd = tfp.distributions
@@ -531,9 +532,10 @@ class GenerativeModel(keras.Model):
 
     def _values_error(self, x, bad, name):
         first = np.argwhere(bad)[0]
-        hint = (" Binarize the data first, e.g. with rem_tf.data.load(..., "
-                "binarization='dynamic')." if isinstance(self.likelihood, likelihoods.Bernoulli)
-                else "")
+        hint = (" Binarize the data first: rem_tf.data.binarize(x, 'fixed') (one Bernoulli "
+                "sample; or 'threshold'), or for a new sample every epoch "
+                "rem_tf.data.binarize(dataset, 'dynamic') on a tf.data.Dataset."
+                if isinstance(self.likelihood, likelihoods.Bernoulli) else "")
         return ValueError(
             f"{self.likelihood.values_message().replace(' x ', f' {name} ', 1)}; found "
             f"{x[tuple(first)].item()!r} at index {tuple(int(i) for i in first)}.{hint}"
@@ -568,16 +570,27 @@ class GenerativeModel(keras.Model):
         return x.astype(np.float32)
 
     def _check_dataset(self, dataset):
-        """Checks the element shape; the values are checked in every step (`_images`)."""
-        images_spec = dataset.element_spec
-        if isinstance(images_spec, (tuple, list)):
-            images_spec = images_spec[0]
-        elif isinstance(images_spec, dict):
-            raise ValueError("expected a dataset of images (or (images, ...) tuples), not dicts")
+        """Checks the element shape; the values are checked in every step (`_images`).
+
+        Elements may be images, (images, ...) tuples or dicts with an "image" entry (those
+        become their images). Integer images for the Bernoulli likelihood: the first
+        batch is read, so that grey levels 0..255 give one error with the fix.
+        """
+        dataset = input_datasets.images_only(dataset)
+        images_spec = input_datasets.images_spec(dataset.element_spec)
         if int(dataset.cardinality()) == 0:
             raise ValueError("x is an empty dataset (no batches); nothing to train or evaluate on")
         if images_spec.shape.rank is not None and images_spec.shape[1:].is_fully_defined():
             self._check_batch_shape(images_spec.shape, "dataset elements")
+        if images_spec.dtype.is_integer and isinstance(self.likelihood, likelihoods.Bernoulli):
+            largest = input_datasets.first_batch_max(dataset)
+            if largest is not None and largest > 1:
+                raise ValueError(
+                    f"the dataset holds {images_spec.dtype.name} images with values up to "
+                    f"{largest:g} (grey levels); the Bernoulli likelihood needs binary images. "
+                    "Binarize them first: rem_tf.data.binarize(dataset, 'dynamic') (a new "
+                    "Bernoulli sample every epoch), 'fixed' or 'threshold'; for a Gaussian "
+                    "likelihood scale them to [0, 1] (mode 'none')")
         return dataset
 
     def _checked_input(self, x):
@@ -644,7 +657,7 @@ class GenerativeModel(keras.Model):
         instead, so the loss is NaN and `fit` stops.
         """
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        x = self.flatten_images(x)
+        x = self.flatten_images(input_datasets.element_images(x))
         replica = tf.distribute.get_replica_context()
         if replica is None or replica.num_replicas_in_sync == 1:  # a replica's share may be empty
             with tf.control_dependencies([in_graph_check(
@@ -845,7 +858,9 @@ class GenerativeModel(keras.Model):
 
         Args:
           x: [N, *input_shape] (or flattened [N, D]) images in the likelihood's
-            support (binary for "bernoulli"); an empty batch gives an empty result.
+            support (binary for "bernoulli"); an empty batch gives an empty result. Or a
+            finite batched tf.data.Dataset of them (or of (images, ...) tuples or dicts
+            with an "image" entry): the same result as on its images concatenated.
           num_samples: K, importance samples per image (an integer in [1, 2**63 − 1]).
           chunk_size: particles drawn at a time.
           batch_size: images evaluated at a time.
@@ -862,6 +877,8 @@ class GenerativeModel(keras.Model):
         batch_size = check_integer("batch_size", batch_size)
         if jit_compile is not None and not isinstance(jit_compile, bool):
             raise ValueError(f"jit_compile must be None, True or False, got {jit_compile!r}")
+        if isinstance(x, tf.data.Dataset):
+            x = input_datasets.to_array(self._check_dataset(x))
         x = self._check_array(x, allow_empty=True)
         flat = x.reshape(len(x), self.data_dim)
         if jit_compile is None:
