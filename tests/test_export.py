@@ -187,14 +187,13 @@ def test_evaluate_takes_flattened_images_and_rejects_bad_ones(images, tmp_path):
 
 def test_model_export_is_rem_tf_export_and_loads_without_rem_tf(images, tmp_path):
     model = tiny_model()
-    model.export(tmp_path / "by_keras", verbose=False, chunk_size=64, elbo_samples=10)
-    export.export(model, tmp_path / "by_rem_tf", chunk_size=64, elbo_samples=10)
-    by_keras = load_in_fresh_process(tmp_path / "by_keras", images, K, tmp_path)
-    # Both start from the model's particle-seed state, so every number is the same.
-    assert by_keras == load_in_fresh_process(tmp_path / "by_rem_tf", images, K, tmp_path)
-    assert set(by_keras["signature_keys"]) == {*export.SIGNATURES, "serving_default"}
+    model.export(tmp_path / "saved_model", verbose=False, chunk_size=64, elbo_samples=10)
     reference = export.ModelFunctions(model, chunk_size=64).log_likelihood(images, K).numpy()
-    np.testing.assert_allclose(by_keras["log_likelihood"], reference, rtol=1e-5)
+    out = load_in_fresh_process(tmp_path / "saved_model", images, K, tmp_path)
+    assert set(out["signature_keys"]) == {*export.SIGNATURES, "serving_default"}
+    assert out["signature_keys"]["serving_default"] == ["log_likelihood"]
+    np.testing.assert_allclose(out["log_likelihood"], reference, rtol=1e-5)
+    assert export.metadata(tmp_path / "saved_model")["elbo_samples"] == 10
     with pytest.raises(ValueError, match="input_signature must be None"):
         model.export(tmp_path / "other", input_signature=[tf.TensorSpec([None, 784])])
     with pytest.raises(ValueError, match="tf_saved_model"):
@@ -254,8 +253,14 @@ def test_saved_model_cli_runs_every_signature_as_tf_saved_model_load(tmp_path):
 # ------------------------------------------------ export owns only what it wrote
 
 
-def test_reexport_refuses_a_user_file_inside_the_saved_model_and_deletes_nothing(tmp_path):
+def test_export_refuses_a_user_file_inside_the_saved_model_and_leaves_others_alone(tmp_path):
     path = tmp_path / "saved_model"
+    # The name old versions used for the replaced export, and one like export's temporaries
+    # but without its marker file: both are the user's.
+    users = [".saved_model-old", ".saved_model.rem_tf-export-mine"]
+    for name in users:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "keep.txt").write_text("mine")
     export.export(tiny_model(), path, chunk_size=16)
     for user_file in (path / "notes.txt", path / "assets.extra" / "mine.json"):
         user_file.write_text("mine")
@@ -263,25 +268,12 @@ def test_reexport_refuses_a_user_file_inside_the_saved_model_and_deletes_nothing
             export.export(tiny_model(), path, chunk_size=32)
         assert user_file.read_text() == "mine"
         assert export.metadata(path)["chunk_size"] == 16  # the old export is still there
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["saved_model"]  # no temporaries
         user_file.unlink()
-    export.export(tiny_model(), path, chunk_size=32)
+    export.export(tiny_model(), path, chunk_size=32)  # a replacement
     assert export.metadata(path)["chunk_size"] == 32
-
-
-def test_export_leaves_user_directories_beside_it_alone(tmp_path):
-    path = tmp_path / "saved_model"
-    # The name old versions used for the replaced export, and one like export's temporaries
-    # but without its marker file: both are the user's.
-    for name in (".saved_model-old", ".saved_model.rem_tf-export-mine"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "keep.txt").write_text("mine")
-    export.export(tiny_model(), path)
-    export.export(tiny_model(), path)  # a replacement
-    for name in (".saved_model-old", ".saved_model.rem_tf-export-mine"):
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*users, "saved_model"]
+    for name in users:
         assert (tmp_path / name / "keep.txt").read_text() == "mine"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        ".saved_model-old", ".saved_model.rem_tf-export-mine", "saved_model"]
 
 
 # Exports twice, the second time killed (os._exit) at the swap's second rename: the old

@@ -19,7 +19,7 @@ import keras
 
 def current_rate(optimizer):
     """The optimizer's learning rate now, as a Python float."""
-    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    return float(optimizer.learning_rate)
 
 
 def is_settable(optimizer):
