@@ -258,7 +258,11 @@ def export(model, path, *, chunk_size=200, elbo_samples=100, metadata=None):
             (path / MARKER_FILE).write_text(tmp.joinpath(MARKER_FILE).read_text())
             old = tmp.with_name(tmp.name + "-old")  # an own name, marked: a kill leaves it stale
             os.replace(path, old)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)  # the earlier export back in place
+                raise
             shutil.rmtree(old)
         else:
             os.replace(tmp, path)
@@ -302,8 +306,9 @@ def _remove_stale_temporaries(path):
     """Removes the temporary directories of earlier exports to `path` whose process is gone.
 
     Only directories named `.<name>.rem_tf-export-*` that hold the marker file
-    (written by an export on this host whose process no longer runs) and
-    nothing an export does not write.
+    (written by an export on this host whose process no longer runs, or by an
+    earlier export of this process, which has ended) and nothing an export does
+    not write.
     """
     for entry in path.parent.glob(f".{glob.escape(path.name)}{_TEMP_INFIX}*"):
         marker = entry / MARKER_FILE
@@ -311,7 +316,8 @@ def _remove_stale_temporaries(path):
             continue
         fields = marker.read_text(errors="replace").split()
         if (len(fields) == 3 and fields[0] == "rem_tf.export" and fields[1].isdigit()
-                and fields[2] == socket.gethostname() and not _process_alive(int(fields[1]))):
+                and fields[2] == socket.gethostname()
+                and (int(fields[1]) == os.getpid() or not _process_alive(int(fields[1])))):
             shutil.rmtree(entry)
 
 

@@ -253,7 +253,8 @@ def test_saved_model_cli_runs_every_signature_as_tf_saved_model_load(tmp_path):
 # ------------------------------------------------ export owns only what it wrote
 
 
-def test_export_refuses_a_user_file_inside_the_saved_model_and_leaves_others_alone(tmp_path):
+def test_export_refuses_a_user_file_inside_the_saved_model_and_leaves_others_alone(
+        tmp_path, monkeypatch):
     path = tmp_path / "saved_model"
     # The name old versions used for the replaced export, and one like export's temporaries
     # but without its marker file: both are the user's.
@@ -269,6 +270,21 @@ def test_export_refuses_a_user_file_inside_the_saved_model_and_leaves_others_alo
         assert user_file.read_text() == "mine"
         assert export.metadata(path)["chunk_size"] == 16  # the old export is still there
         user_file.unlink()
+    # A swap that fails halfway (e.g. a full disk) puts the earlier export back.
+    renames = []
+
+    def failing_replace(source, target):
+        renames.append(source)
+        if len(renames) == 2:
+            raise OSError("no space left on device")
+        os.rename(source, target)
+
+    monkeypatch.setattr(export.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="no space"):
+        export.export(tiny_model(), path, chunk_size=32)
+    monkeypatch.undo()
+    assert export.metadata(path)["chunk_size"] == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*users, "saved_model"]
     export.export(tiny_model(), path, chunk_size=32)  # a replacement
     assert export.metadata(path)["chunk_size"] == 32
     assert sorted(p.name for p in tmp_path.iterdir()) == [*users, "saved_model"]
