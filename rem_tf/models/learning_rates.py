@@ -15,11 +15,12 @@ A rate that is a schedule is never changed by a callback (Keras refuses).
 """
 
 import keras
+import tensorflow as tf
 
 
 def current_rate(optimizer):
-    """The optimizer's learning rate now, as a Python float."""
-    return float(optimizer.learning_rate)
+    """The optimizer's learning rate now, as a Python float (also of a distributed variable)."""
+    return float(tf.convert_to_tensor(optimizer.learning_rate))
 
 
 def is_settable(optimizer):
