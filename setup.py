@@ -26,6 +26,7 @@ setup(
         "numpy>=1.26",
         "scipy>=1.10",
         "matplotlib>=3.7",
+        "tensorboard>=2.16",  # keras.callbacks.TensorBoard and `tensorboard --logdir` need it
     ],
-    extras_require={"test": ["pytest>=7", "pytest-xdist>=3"], "tensorboard": ["tensorboard"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3"]},
 )

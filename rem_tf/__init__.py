@@ -1,9 +1,28 @@
-"""rem_tf: VAE, IWAE and Reweighted Expectation Maximization in Keras 3 / TFP."""
+"""rem_tf: VAE, IWAE and Reweighted Expectation Maximization in Keras 3 / TFP.
 
-from rem_tf import data, estimators, likelihoods, networks, schedules  # schedules: .keras files load
+`rem_tf.evaluation`, `rem_tf.experiment` and `rem_tf.export` are imported on
+first use (PEP 562), so `import rem_tf` does not load them.
+"""
+
+import importlib
+
+# schedules: .keras files that name BurdaSchedule load
+from rem_tf import data, estimators, likelihoods, models, networks, schedules
 from rem_tf.models import METHODS, GenerativeModel
 from rem_tf import presets
 from rem_tf.presets import from_preset
+
+_LAZY_SUBMODULES = ("evaluation", "experiment", "export")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"rem_tf.{name}")
+    raise AttributeError(f"module 'rem_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
 
 
 def build_model(
@@ -66,5 +85,6 @@ def build_model(
 
 __all__ = [
     "build_model", "from_preset", "METHODS", "GenerativeModel", "data", "estimators",
-    "likelihoods", "networks", "presets", "schedules",
+    "evaluation", "experiment", "export", "likelihoods", "models", "networks", "presets",
+    "schedules",
 ]

@@ -9,7 +9,8 @@ The SavedModel needs TensorFlow only — not `rem_tf`, not the Python source:
     pictures = tf.sigmoid(loaded.decode(codes["loc"]))  # [B, 28, 28, 1] pixel probabilities
 
 Functions (callable as attributes of the loaded object, and as signatures in
-`loaded.signatures[name]`, which take keyword arguments and return dicts):
+`loaded.signatures[name]`, which take keyword arguments and return dicts;
+`serving_default` is `log_likelihood`):
 
 | name | inputs | returns (signature output key) |
 |---|---|---|
@@ -31,20 +32,44 @@ The random functions draw from a seed-state variable saved with the model: a
 freshly loaded model always starts from the exported state, and every call
 advances it. `assets.extra/rem_tf.json` holds the metadata (method, shapes,
 chunk size, ELBO samples, the run's config and versions): `metadata(path)`.
+
+The SavedModel tracks TensorFlow's own variables, so it runs in the
+graph-and-session loader of TF Serving and `saved_model_cli run` as well as in
+`tf.saved_model.load`. `model.export(path)` of a rem_tf model calls `export`.
+
+`export` owns only what it writes: the SavedModel's own files, a marker file
+`.rem_tf_export` in it, and temporary directories `.<name>.rem_tf-export-*`
+beside it (each with the marker; a killed export's are removed by the next
+export to the same path). It never deletes anything else: a path that holds
+another file is refused with a ValueError naming that file.
 """
 
+import glob
 import json
 import os
 import pathlib
+import re
 import shutil
+import socket
 import tempfile
 
+import keras
 import tensorflow as tf
 
 from rem_tf.models.base import _INT32_MAX, GenerativeModel, check_integer, in_graph_check
 
 SIGNATURES = ("log_likelihood", "log_likelihood_shifted", "elbo", "encode", "decode", "sample")
+SERVING_DEFAULT = "log_likelihood"  # the signature TF Serving and saved_model_cli use unnamed
 METADATA_FILE = "rem_tf.json"
+MARKER_FILE = ".rem_tf_export"
+_TEMP_INFIX = ".rem_tf-export-"
+# Every file an export writes, relative to the SavedModel directory; replacing a
+# directory that holds anything else would delete a file export does not own.
+_OWN_FILES = re.compile(
+    r"saved_model\.pb|fingerprint\.pb|" + re.escape(MARKER_FILE) + r"|variables|"
+    r"variables/variables\.index|variables/variables\.data-\d+-of-\d+|assets|assets\.extra|"
+    r"assets\.extra/" + re.escape(METADATA_FILE)
+)
 _FINITE = "(no NaN or Inf)"
 
 
@@ -71,7 +96,11 @@ class ModelFunctions(tf.Module):
         self.elbo_samples = int(elbo_samples)
         # Tracked so that the SavedModel holds every variable the functions use
         # (weights and the particle seed state); the model itself is not tracked.
-        self.model_variables = list(model.variables)
+        # TensorFlow's variables, not the Keras wrappers: with the wrappers the
+        # graph-and-session loader (TF Serving, saved_model_cli) finds no variables.
+        self.model_variables = [
+            v.value if isinstance(v, keras.Variable) else v for v in model.variables
+        ]
         image_shape = tuple(model.image_shape)
         data_dim = int(model.data_dim)
         latent_dim = int(model.latent_dim)
@@ -162,7 +191,7 @@ class ModelFunctions(tf.Module):
         """Concrete functions with dict outputs, for `tf.saved_model.save(signatures=...)`."""
 
         sig = {name: getattr(self, name).input_signature for name in SIGNATURES}
-        return {
+        signatures = {
             **{
                 name: tf.function(
                     lambda x, num_samples, f=getattr(self, name): {"log_likelihood": f(x, num_samples)},
@@ -179,10 +208,11 @@ class ModelFunctions(tf.Module):
                 lambda num: {"images": self.sample(num)}, input_signature=sig["sample"]
             ).get_concrete_function(),
         }
+        return {**signatures, "serving_default": signatures[SERVING_DEFAULT]}
 
 
 def export(model, path, *, chunk_size=200, elbo_samples=100, metadata=None):
-    """Saves `model` as a SavedModel at `path` (replacing what is there).
+    """Saves `model` as a SavedModel at `path` (replacing an earlier export there).
 
     Args:
       model: a built `GenerativeModel`, created outside any distribution strategy
@@ -193,20 +223,15 @@ def export(model, path, *, chunk_size=200, elbo_samples=100, metadata=None):
       metadata: extra JSON-serializable dict stored in `assets.extra/rem_tf.json`.
 
     Returns:
-      `path` as a string. The directory is written next to its final place and
-      renamed, so a crash never leaves a half-written SavedModel at `path`.
+      `path` as a string. The directory is written beside its final place and
+      swapped in, so a crash never leaves a half-written SavedModel at `path`.
 
     Raises:
-      ValueError: `path` exists and is not a SavedModel directory (a file, or a
-        non-empty directory of other files): it is never replaced.
+      ValueError: `path` is a file, or a directory holding anything an export
+        does not write (the message names it): nothing is replaced or deleted.
     """
     path = pathlib.Path(path)
-    if path.exists() and not is_saved_model(path) and not (path.is_dir()
-                                                            and not any(path.iterdir())):
-        raise ValueError(
-            f"export path {path} exists and is not a SavedModel directory; it is not replaced. "
-            "Give a new path (or an earlier export's directory, which is replaced)."
-        )
+    _check_replaceable(path)
     functions = ModelFunctions(model, chunk_size=chunk_size, elbo_samples=elbo_samples)
     info = {
         "format": "rem_tf.export/1",
@@ -218,25 +243,92 @@ def export(model, path, *, chunk_size=200, elbo_samples=100, metadata=None):
         "chunk_size": functions.chunk_size,
         "elbo_samples": functions.elbo_samples,
         "signatures": list(SIGNATURES),
+        "serving_default": SERVING_DEFAULT,
         **(metadata or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    _remove_stale_temporaries(path)
+    tmp = _own_temporary(path)
     try:
         tf.saved_model.save(functions, str(tmp), signatures=functions.signatures())
         (tmp / "assets.extra").mkdir(exist_ok=True)
         (tmp / "assets.extra" / METADATA_FILE).write_text(json.dumps(info, indent=2, default=str))
         if path.exists():
-            old = path.with_name(f".{path.name}-old")
-            shutil.rmtree(old, ignore_errors=True)
+            _check_replaceable(path)  # again: a file may have been added while saving
+            (path / MARKER_FILE).write_text(tmp.joinpath(MARKER_FILE).read_text())
+            old = tmp.with_name(tmp.name + "-old")  # an own name, marked: a kill leaves it stale
             os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)  # the earlier export back in place
+                raise
+            shutil.rmtree(old)
         else:
             os.replace(tmp, path)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
     return str(path)
+
+
+def _foreign_entry(directory):
+    """The first file or directory inside `directory` that no export writes, or None."""
+    for entry in sorted(directory.rglob("*")):
+        if entry.is_symlink() or not _OWN_FILES.fullmatch(entry.relative_to(directory).as_posix()):
+            return entry
+    return None
+
+
+def _check_replaceable(path):
+    """ValueError unless `path` is absent, an empty directory, or an export's files only."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise ValueError(f"export path {path} is a file, not a SavedModel directory; it is not "
+                         "replaced. Give another path.")
+    foreign = _foreign_entry(path)
+    if foreign is not None:
+        raise ValueError(
+            f"export path {path} holds {foreign}, which rem_tf.export did not write; nothing is "
+            "replaced or deleted. Move it out of the way or give another path."
+        )
+
+
+def _own_temporary(path):
+    """A new directory `.<name>.rem_tf-export-<random>` beside `path`, with the marker file."""
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}{_TEMP_INFIX}", dir=path.parent))
+    (tmp / MARKER_FILE).write_text(f"rem_tf.export {os.getpid()} {socket.gethostname()}\n")
+    return tmp
+
+
+def _remove_stale_temporaries(path):
+    """Removes the temporary directories of earlier exports to `path` whose process is gone.
+
+    Only directories named `.<name>.rem_tf-export-*` that hold the marker file
+    (written by an export on this host whose process no longer runs, or by an
+    earlier export of this process, which has ended) and nothing an export does
+    not write.
+    """
+    for entry in path.parent.glob(f".{glob.escape(path.name)}{_TEMP_INFIX}*"):
+        marker = entry / MARKER_FILE
+        if entry.is_symlink() or not marker.is_file() or _foreign_entry(entry) is not None:
+            continue
+        fields = marker.read_text(errors="replace").split()
+        if (len(fields) == 3 and fields[0] == "rem_tf.export" and fields[1].isdigit()
+                and fields[2] == socket.gethostname()
+                and (int(fields[1]) == os.getpid() or not _process_alive(int(fields[1])))):
+            shutil.rmtree(entry)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def is_saved_model(path):
@@ -263,4 +355,7 @@ def metadata(path):
     return json.loads(file.read_text()) if file.is_file() else {}
 
 
-__all__ = ["ModelFunctions", "SIGNATURES", "export", "is_saved_model", "load", "metadata"]
+__all__ = [
+    "ModelFunctions", "SERVING_DEFAULT", "SIGNATURES", "export", "is_saved_model", "load",
+    "metadata",
+]

@@ -81,6 +81,17 @@ def test_rerunning_a_finished_run_leaves_it_as_it_was(reference, data_dir, tmp_p
     assert after == before  # summary, log, checkpoints, config, TensorBoard: untouched
 
 
+def test_a_directory_named_model_keras_is_refused_in_one_line_and_kept(reference, data_dir,
+                                                                       tmp_path):
+    run = _copy(reference, tmp_path)
+    (run / "model.keras").unlink()
+    (run / "model.keras").mkdir()
+    (run / "model.keras" / "mine.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"model\.keras is a directory, not a \.keras file"):
+        experiment.train(tiny_config(data_dir), run)  # a finished run: only exports
+    assert (run / "model.keras" / "mine.txt").read_text() == "mine"
+
+
 def test_an_interrupted_run_saves_and_resumes_to_the_same_weights(reference, data_dir, tmp_path):
     config = tiny_config(data_dir)
     with pytest.raises(Interrupted, match="Interrupted at step 6") as info:

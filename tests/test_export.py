@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -98,7 +99,7 @@ def test_saved_model_loads_without_rem_tf_and_agrees_with_the_live_model(images,
     assert out["signature_keys"] == {
         "log_likelihood": ["log_likelihood"], "log_likelihood_shifted": ["log_likelihood"],
         "elbo": ["elbo"], "encode": ["loc", "scale"],
-        "decode": ["logits"], "sample": ["images"],
+        "decode": ["logits"], "sample": ["images"], "serving_default": ["log_likelihood"],
     }
     assert out["signature_shape"] == [len(images)]
     assert out["seed_state"] == [3, 0]  # the model had drawn nothing before export
@@ -182,3 +183,169 @@ def test_evaluate_takes_flattened_images_and_rejects_bad_ones(images, tmp_path):
         evaluation.evaluate(tiny_model(), images.reshape(12, 784)[:, :783], num_samples=4)
     with pytest.raises(ValueError, match="binary"):
         evaluation.evaluate(tiny_model(), images * 0.5, num_samples=4)
+
+
+def test_model_export_is_rem_tf_export_and_loads_without_rem_tf(images, tmp_path):
+    model = tiny_model()
+    model.export(tmp_path / "saved_model", verbose=False, chunk_size=64, elbo_samples=10)
+    reference = export.ModelFunctions(model, chunk_size=64).log_likelihood(images, K).numpy()
+    out = load_in_fresh_process(tmp_path / "saved_model", images, K, tmp_path)
+    assert set(out["signature_keys"]) == {*export.SIGNATURES, "serving_default"}
+    assert out["signature_keys"]["serving_default"] == ["log_likelihood"]
+    np.testing.assert_allclose(out["log_likelihood"], reference, rtol=1e-5)
+    assert export.metadata(tmp_path / "saved_model")["elbo_samples"] == 10
+    with pytest.raises(ValueError, match="input_signature must be None"):
+        model.export(tmp_path / "other", input_signature=[tf.TensorSpec([None, 784])])
+    with pytest.raises(ValueError, match="tf_saved_model"):
+        model.export(tmp_path / "other", format="onnx")
+
+
+# Runs every signature through the graph-and-session loader that `saved_model_cli run`
+# and TF Serving use, and through tf.saved_model.load, without rem_tf.
+RUN_SIGNATURES = r"""
+import json, sys
+sys.modules["rem_tf"] = None
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.tools import saved_model_cli
+
+path, outdir = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(0)
+values = {"x": (rng.random((3, 28, 28, 1)) < 0.3).astype(np.float32),
+          "z": rng.normal(size=(3, 2)).astype(np.float32),
+          "num_samples": np.array(50, np.int64), "num": np.array(4, np.int64)}
+agree = {}
+for name in sorted(tf.saved_model.load(path).signatures):
+    signature = tf.saved_model.load(path).signatures[name]  # a fresh load: the exported seeds
+    inputs = {key: values[key] for key in signature.structured_input_signature[1]}
+    eager = signature(**{k: tf.constant(v) for k, v in inputs.items()})
+    out = f"{outdir}/{name}"
+    saved_model_cli.run_saved_model_with_feed_dict(path, "serve", name, inputs, out, True)
+    agree[name] = {key: np.load(f"{out}/{key}.npy").tolist() == value.numpy().tolist()
+                   for key, value in eager.items()}
+np.save(f"{outdir}/x.npy", values["x"])
+np.save(f"{outdir}/k.npy", values["num_samples"])
+print("RESULT " + json.dumps(agree))
+"""
+
+
+def test_saved_model_cli_runs_every_signature_as_tf_saved_model_load(tmp_path):
+    path = export.export(tiny_model(), tmp_path / "saved_model", chunk_size=16, elbo_samples=5)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", RUN_SIGNATURES, path, str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    agree = json.loads(proc.stdout.split("RESULT ")[-1])
+    assert set(agree) == {*export.SIGNATURES, "serving_default"}
+    assert all(all(keys.values()) and keys for keys in agree.values()), agree
+    # The command itself, as a user runs it, on the default signature (TF Serving's).
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    proc = subprocess.run(
+        [cli, "run", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default",
+         "--inputs", f"x={tmp_path}/x.npy;num_samples={tmp_path}/k.npy",
+         "--outdir", str(tmp_path / "cli")],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "cli" / "log_likelihood.npy"),
+                                  np.load(tmp_path / "log_likelihood" / "log_likelihood.npy"))
+
+
+# ------------------------------------------------ export owns only what it wrote
+
+
+def test_export_refuses_a_user_file_inside_the_saved_model_and_leaves_others_alone(
+        tmp_path, monkeypatch):
+    path = tmp_path / "saved_model"
+    # The name old versions used for the replaced export, and one like export's temporaries
+    # but without its marker file: both are the user's.
+    users = [".saved_model-old", ".saved_model.rem_tf-export-mine"]
+    for name in users:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "keep.txt").write_text("mine")
+    export.export(tiny_model(), path, chunk_size=16)
+    for user_file in (path / "notes.txt", path / "assets.extra" / "mine.json"):
+        user_file.write_text("mine")
+        with pytest.raises(ValueError, match=f"holds {user_file}, which rem_tf.export did not"):
+            export.export(tiny_model(), path, chunk_size=32)
+        assert user_file.read_text() == "mine"
+        assert export.metadata(path)["chunk_size"] == 16  # the old export is still there
+        user_file.unlink()
+    # A swap that fails halfway (e.g. a full disk) puts the earlier export back.
+    renames = []
+
+    def failing_replace(source, target):
+        renames.append(source)
+        if len(renames) == 2:
+            raise OSError("no space left on device")
+        os.rename(source, target)
+
+    monkeypatch.setattr(export.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="no space"):
+        export.export(tiny_model(), path, chunk_size=32)
+    monkeypatch.undo()
+    assert export.metadata(path)["chunk_size"] == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*users, "saved_model"]
+    export.export(tiny_model(), path, chunk_size=32)  # a replacement
+    assert export.metadata(path)["chunk_size"] == 32
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*users, "saved_model"]
+    for name in users:
+        assert (tmp_path / name / "keep.txt").read_text() == "mine"
+
+
+# Exports twice, the second time killed (os._exit) at the swap's second rename: the old
+# SavedModel is moved aside, the new one not yet in place.
+KILLED_EXPORT = r"""
+import os, sys
+import rem_tf
+from rem_tf import export
+model = rem_tf.build_model("iwae", latent_dim=2, hidden_units=(8,), num_particles=2, seed=3)
+export.export(model, sys.argv[1])
+renames = []
+def replace(source, target):
+    renames.append(source)
+    if len(renames) == 2:
+        os._exit(9)
+    os.rename(source, target)
+os.replace = replace
+export.export(model, sys.argv[1])
+"""
+
+
+def test_a_killed_exports_temporaries_are_removed_by_the_next_export(tmp_path):
+    path = tmp_path / "saved_model"
+    proc = subprocess.run([sys.executable, "-c", KILLED_EXPORT, str(path)], capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 9, proc.stderr[-3000:]
+    stale = sorted(p.name for p in tmp_path.iterdir())
+    assert len(stale) == 2 and all(".saved_model.rem_tf-export-" in n for n in stale), stale
+    assert not path.exists()
+    export.export(tiny_model(), path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved_model"]
+    assert export.metadata(path)["class"] == "REMv2"
+
+
+def test_a_running_exports_temporary_is_not_removed(tmp_path):
+    # Another export to the same path, still running (here: a sleeping process).
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        busy = tmp_path / ".saved_model.rem_tf-export-busy"
+        busy.mkdir()
+        (busy / ".rem_tf_export").write_text(f"rem_tf.export {sleeper.pid} {os.uname().nodename}\n")
+        export.export(tiny_model(), tmp_path / "saved_model")
+        assert busy.is_dir()
+    finally:
+        sleeper.send_signal(signal.SIGKILL)
+        sleeper.wait()
+
+
+def test_rem_tf_reaches_its_submodules_lazily():
+    code = ("import sys, rem_tf\n"
+            "lazy = ('rem_tf.evaluation', 'rem_tf.experiment', 'rem_tf.export')\n"
+            "assert not [m for m in lazy if m in sys.modules], 'imported eagerly'\n"
+            "assert callable(rem_tf.export.export) and callable(rem_tf.evaluation.evaluate)\n"
+            "assert callable(rem_tf.experiment.train) and callable(rem_tf.models.GenerativeModel)\n"
+            "assert {'export', 'evaluation', 'experiment'} <= set(dir(rem_tf))\n"
+            "assert not hasattr(rem_tf, 'nonexistent')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -217,3 +217,57 @@ def test_training_continued_from_a_keras_file_equals_continued_training_bit_for_
         np.testing.assert_array_equal(a, b)
     for a, b in zip(model.proposal_optimizer.variables, restored.proposal_optimizer.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+# ------------------------------------------------- Keras callbacks with two optimizers
+
+
+def two_optimizer_model(proposal_rate=5e-4):
+    model = small_model("rem_v1", num_particles=4)
+    model.compile(model_optimizer=keras.optimizers.Adam(1e-3),
+                  proposal_optimizer=keras.optimizers.Adam(proposal_rate))
+    return model
+
+
+def test_reduce_lr_on_plateau_moves_both_learning_rates_and_logs_both(binary_data):
+    model = two_optimizer_model()
+    # min_delta larger than any change: every epoch after the first is a plateau.
+    reduce = keras.callbacks.ReduceLROnPlateau("loss", factor=0.5, patience=0, min_delta=1e9)
+    history = model.fit(binary_data[0][:40], batch_size=20, epochs=3, verbose=0,
+                        callbacks=[reduce])
+    # Keras halves θ's rate at the end of epochs 2 and 3; η keeps its ratio to θ (1/2).
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3 / 4)
+    assert float(model.proposal_optimizer.learning_rate) == pytest.approx(5e-4 / 4)
+    np.testing.assert_allclose(history.history["learning_rate"], [1e-3, 1e-3, 5e-4], rtol=1e-6)
+    np.testing.assert_allclose(history.history["proposal_learning_rate"], [5e-4, 5e-4, 2.5e-4],
+                               rtol=1e-6)
+
+
+def test_learning_rate_scheduler_moves_both_rates_unless_eta_has_its_own_schedule(binary_data):
+    halve = keras.callbacks.LearningRateScheduler(lambda epoch, rate: rate * 0.5)
+    model = two_optimizer_model(proposal_rate=1e-3)
+    model.fit(binary_data[0][:40], batch_size=20, epochs=2, verbose=0, callbacks=[halve])
+    assert float(model.optimizer.learning_rate) == pytest.approx(2.5e-4)
+    assert float(model.proposal_optimizer.learning_rate) == float(model.optimizer.learning_rate)
+    # η with a LearningRateSchedule of its own keeps it (the documented way to schedule each).
+    model = small_model("rem_v1", num_particles=4)
+    own = keras.optimizers.schedules.ExponentialDecay(1e-3, decay_steps=1, decay_rate=0.9)
+    model.compile(model_optimizer=keras.optimizers.Adam(1e-3),
+                  proposal_optimizer=keras.optimizers.Adam(own))
+    model.fit(binary_data[0][:40], batch_size=20, epochs=2, verbose=0, callbacks=[halve])
+    assert float(model.optimizer.learning_rate) == pytest.approx(2.5e-4)
+    assert float(model.proposal_optimizer.learning_rate) == pytest.approx(1e-3 * 0.9**4)
+
+
+def test_keras_tensorboard_writes_both_learning_rates(binary_data, tmp_path):
+    model = two_optimizer_model()
+    model.fit(binary_data[0][:40], batch_size=20, epochs=2, verbose=0,
+              callbacks=[keras.callbacks.TensorBoard(str(tmp_path))])
+    scalars = {}
+    for file in (tmp_path / "train").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(file)):
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append(float(tf.make_ndarray(value.tensor)))
+    assert {"epoch_loss", "epoch_log_likelihood"} <= set(scalars)
+    np.testing.assert_allclose(scalars["epoch_learning_rate"], [1e-3, 1e-3], rtol=1e-6)
+    np.testing.assert_allclose(scalars["epoch_proposal_learning_rate"], [5e-4, 5e-4], rtol=1e-6)

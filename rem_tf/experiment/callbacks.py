@@ -13,6 +13,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from rem_tf.experiment import checkpoints
+from rem_tf.models import learning_rates
 from rem_tf.experiment.errors import TrainingDiverged
 
 
@@ -21,8 +22,12 @@ def _step(model):
     return int(model.optimizer.iterations.numpy())
 
 
-class LearningRateLogger(keras.callbacks.Callback):
+class LearningRateLogger(learning_rates.LogLearningRates):
     """Adds the learning rate of the epoch's last step to the logs (CSV, TensorBoard).
+
+    One column, `learning_rate`, for both optimizers: the runner gives them the
+    same schedule, and a callback that changes θ's rate changes η's with it
+    (`rem_tf.models.learning_rates`; a subclass, so `fit` adds no second logger).
 
     Args:
       rate: a float or a `LearningRateSchedule` of the optimizer step.
@@ -35,7 +40,11 @@ class LearningRateLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             step = max(_step(self.model) - 1, 0)
-            logs["learning_rate"] = float(self.rate(step) if callable(self.rate) else self.rate)
+            rate = self.rate(step) if callable(self.rate) else self.rate
+            if learning_rates.is_settable(self.model.optimizer):  # a callback may have set it
+                now = learning_rates.current_rate(self.model.optimizer)
+                rate = rate if now == float(np.float32(rate)) else now
+            logs["learning_rate"] = float(rate)
 
 
 class Checkpoints(keras.callbacks.Callback):

@@ -275,6 +275,10 @@ def export_run(model, config, bias, global_step):
             if name in sources:
                 target.assign(sources[name].numpy())
     keras_path = workdir / "model.keras"
+    if keras_path.is_dir():
+        raise ConfigError(f"{keras_path} is a directory, not a .keras file; it is not replaced. "
+                          "Move it away and run the same command again (the checkpoints are "
+                          "kept: it only exports).")
     tmp = workdir / ".model.tmp.keras"
     plain.save(str(tmp))
     os.replace(tmp, keras_path)

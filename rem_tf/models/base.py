@@ -21,7 +21,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from rem_tf import _keras_compat, estimators, likelihoods, networks
-from rem_tf.models import datasets as input_datasets
+from rem_tf.models import datasets as input_datasets, learning_rates
 from rem_tf.networks import Decoder, Encoder
 
 tfd = tfp.distributions
@@ -617,8 +617,15 @@ class GenerativeModel(keras.Model):
             raise
 
     def fit(self, x=None, y=None, *args, validation_data=None, callbacks=None, **kwargs):
-        """`keras.Model.fit` with input checks and a clear error on a NaN/Inf loss."""
+        """`keras.Model.fit` with input checks and a clear error on a NaN/Inf loss.
+
+        With two optimizers, learning-rate callbacks (`ReduceLROnPlateau`,
+        `LearningRateScheduler`) move η's rate with θ's and the logs hold both
+        rates (`rem_tf.models.learning_rates`).
+        """
         callbacks = list(callbacks or [])
+        if self.proposal_optimizer is not None:
+            callbacks = learning_rates.with_rate_callbacks(callbacks)
         if x is None:
             raise ValueError("fit needs training images: x is None")
         for name, minimum in (("batch_size", 1), ("epochs", 0), ("steps_per_epoch", 1),
@@ -641,6 +648,31 @@ class GenerativeModel(keras.Model):
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate` with the same input checks as `fit`."""
         return self._run_checked(super().evaluate, self._checked_input(x), y, *args, **kwargs)
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
+               **kwargs):
+        """Keras's `model.export`: the SavedModel of `rem_tf.export.export`, every signature.
+
+        Args:
+          filepath: the SavedModel directory (an earlier export there is replaced).
+          format: "tf_saved_model" only.
+          verbose: print where it was written (default True, as Keras).
+          input_signature: must be None: the signatures are fixed (`rem_tf.export`).
+          **kwargs: `chunk_size`, `elbo_samples`, `metadata` of `rem_tf.export.export`.
+        """
+        if format != "tf_saved_model":
+            raise ValueError(f"{type(self).__name__}.export writes format='tf_saved_model' "
+                             f"only, got format={format!r}")
+        if input_signature is not None:
+            raise ValueError("input_signature must be None: a rem_tf model exports fixed "
+                             "signatures (log_likelihood, encode, decode, ...; see rem_tf.export)")
+        from rem_tf import export as saved_model  # noqa: PLC0415 - rem_tf.export imports this module
+        path = saved_model.export(self, filepath, **kwargs)
+        if verbose is None or verbose:
+            print(f"Saved the SavedModel at {path}: signatures "
+                  f"{', '.join(saved_model.SIGNATURES)}; serving_default = "
+                  f"{saved_model.SERVING_DEFAULT}")
+        return path
 
     # --------------------------------------------------------------- steps
 
