@@ -312,15 +312,15 @@ def export_run(model, config, bias, global_step):
     with run_files.writing(keras_path, clean_up=lambda: tmp.unlink(missing_ok=True)):
         plain.save(str(tmp))
         os.replace(tmp, keras_path)
-    try:
-        with run_files.writing(workdir / "saved_model", "export to"):
+    with run_files.writing(workdir / "saved_model", "export to"):
+        try:
             saved = export.export(
                 plain, workdir / "saved_model", chunk_size=config.evaluation.chunk_size,
                 elbo_samples=config.evaluation.elbo_samples,
                 metadata={"method": config.method, "config": as_dict(config),
                           "versions": run_files.versions(), "global_step": global_step},
             )
-    except ValueError as err:  # <workdir>/saved_model holds other files: never replaced
-        raise ConfigError(f"{err} (--workdir)") from None
+        except ValueError as err:  # <workdir>/saved_model holds other files: never replaced
+            raise ConfigError(f"{err} (--workdir)") from None
     logging.info("Exported %s and %s.", keras_path, saved)
     return pathlib.Path(saved)
