@@ -376,7 +376,8 @@ mount -o remount,rw "$M"
 run "$@" --epochs=1 >/dev/null 2>"$OUT/one.err"
 free=$(df -k --output=avail "$M" | tail -1)
 dd if=/dev/zero of="$M/filler" bs=1k count=$((free - 60)) 2>/dev/null
-run "$@" --epochs=2 >"$OUT/full.out" 2>"$OUT/full.err" && echo 0 >"$OUT/full.rc" || echo $? >"$OUT/full.rc"
+run "$@" --epochs=2 >"$OUT/full.out" 2>"$OUT/full.err" && echo 0 >"$OUT/full.rc" \
+  || echo $? >"$OUT/full.rc"
 ls -A "$M/run/checkpoints" >"$OUT/full.ls"
 python -c "import sys; sys.path.insert(0, '$REPO')
 from rem_tf.experiment import checkpoints

@@ -73,10 +73,10 @@ class Checkpoints(keras.callbacks.Callback):
         if not all(np.isfinite(w).all() for w in self.model.get_weights()):
             return self.last_saved
         prefix = os.path.join(self.manager.directory, f"ckpt-{step}")
-        kept = self.manager.latest_checkpoint
-        with run_files.writing(prefix, "save the checkpoint",
-                               clean_up=lambda: checkpoints.remove_partial(prefix),
-                               note=f" (the last good checkpoint, {kept}, is kept)" if kept else ""):
+        last = self.manager.latest_checkpoint
+        note = f" (the last good checkpoint, {last}, is kept)" if last else ""
+        with run_files.writing(prefix, "save the checkpoint", note=note,
+                               clean_up=lambda: checkpoints.remove_partial(prefix)):
             prefix = self.manager.save(checkpoint_number=step)
         self.last_saved = step
         if self.kept is not None:

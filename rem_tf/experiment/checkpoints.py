@@ -306,8 +306,13 @@ class KeptCheckpoints:
             return
         sources = list(pathlib.Path(prefix).parent.glob(pathlib.Path(prefix).name + ".*"))
         copies = [self.directory / path.name for path in sources]
-        with run_files.writing(self.directory / pathlib.Path(prefix).name, "keep a copy in",
-                               clean_up=lambda: [c.unlink(missing_ok=True) for c in copies]):
+
+        def remove_copies():
+            for copy in copies:
+                copy.unlink(missing_ok=True)
+
+        with run_files.writing(self.directory / pathlib.Path(prefix).name, "keep a copy as",
+                               clean_up=remove_copies):
             self.directory.mkdir(parents=True, exist_ok=True)
             for source, copy in zip(sources, copies):
                 shutil.copy2(source, copy)

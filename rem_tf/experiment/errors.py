@@ -1,5 +1,6 @@
-"""The errors `rem_tf.experiment` raises for a caller to report (run.py maps them to exit codes),
-and SIGTERM turned into Ctrl-C's KeyboardInterrupt (`interruptible`), which becomes `Interrupted`."""
+"""The errors `rem_tf.experiment` raises for a caller to report (run.py maps them to exit
+codes), and SIGTERM turned into Ctrl-C's KeyboardInterrupt (`interruptible`), which the
+library turns into `Interrupted`."""
 
 import contextlib
 import signal

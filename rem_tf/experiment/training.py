@@ -113,9 +113,8 @@ def _write_run_files(config, workdir, mode, replicas, steps_per_epoch, start_ste
 
 
 def _summary_problem(path, step, digest):
-    """Why train_summary.json does not describe the finished run (step, weights), or None."""
-    if not path.is_file():
-        return "missing"
+    """Why the train_summary.json at `path` does not describe the finished run (step,
+    weights), or None."""
     try:
         summary = run_files.read_json(path)
     except ConfigError as err:
@@ -262,10 +261,11 @@ def _train(config, workdir, mode, extra_callbacks, held):
             return None, config
         summary_path = workdir / "train_summary.json"
         # A finished run's summary is left as it is, unless it does not describe the run.
-        problem = None if plan else _summary_problem(summary_path, step, digest)
-        if plan or problem:
-            if problem and problem != "missing":
-                logging.warning("%s; rewrote it.", problem)
+        missing = not summary_path.is_file()
+        problem = None if plan or missing else _summary_problem(summary_path, step, digest)
+        if problem:
+            logging.warning("%s; rewrote it.", problem)
+        if plan or missing or problem:
             run_files.write_json(summary_path, {
                 "global_step": step, "epochs": config.training.epochs,
                 "steps_per_epoch": steps_per_epoch, "resumed_from_step": start_step,

@@ -42,7 +42,7 @@ _STORAGE_FAILURES = {
 # What TensorFlow's C++ file errors say instead of an errno.
 _TF_TEXTS = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
              "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
-_held = {}  # realpath of a directory this process owns -> [lock file descriptor, depth]
+_held = {}  # realpath of a directory this process owns -> how many `owned` blocks hold it
 
 
 def _tf_errno(err):
@@ -99,8 +99,8 @@ def write_json(path, value, note=""):
 
 
 def _holder(fd):
-    """Who holds the lock of `fd`: "process <pid> on host <host>", read from the lock file
-    (the holder writes it just after taking the lock, so wait a moment for it)."""
+    """Who holds the lock of `fd`, "process <pid> on host <host>, since <time>", read from the
+    lock file (the holder writes it just after taking the lock, so wait a moment for it)."""
     for _ in range(10):
         text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
         if text:
@@ -132,11 +132,11 @@ def owned(directory):
     directory = pathlib.Path(directory)
     key = os.path.realpath(directory)
     if key in _held:
-        _held[key][1] += 1
+        _held[key] += 1
         try:
             yield
         finally:
-            _held[key][1] -= 1
+            _held[key] -= 1
         return
     path = directory / LOCK_FILE
     with writing(directory, "create"):
@@ -158,7 +158,7 @@ def owned(directory):
             os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                       "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode(), 0)
             os.fsync(fd)
-        _held[key] = [fd, 1]
+        _held[key] = 1
         try:
             yield
         finally:
