@@ -324,7 +324,7 @@ class KeptCheckpoints:
         if step in self.kept:
             return
         now = (time.time(), time.process_time())
-        text = self.times.read_text() if self.times.is_file() else ""
+        text = self.times.read_bytes().decode() if self.times.is_file() else ""  # keeps \r\n
         row = io.StringIO()
         writer = csv.writer(row)
         if not text:
