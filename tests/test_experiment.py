@@ -599,12 +599,13 @@ def test_a_torn_last_log_row_is_dropped_and_its_epoch_logged_again(reference, da
     (b"epoch,loss\r\n1,3.0\r\n1,2.0\r\n", "line 3"),  # a second writer's row
     (b"epoch,loss\r\n0,3.0\r\n\x89PNG\xff\r\n", "not a text file"),
     (b"name,value\r\nx,1\r\n", "not a training log"),
+    (b"epoch,loss\r\n0,3.0\r\n1,2", "line 3"),  # torn, but its epoch is not trained again
 ])
 def test_a_foreign_or_garbled_log_row_is_refused_with_one_line(text, problem, tmp_path):
     path = tmp_path / "train_log.csv"
     path.write_bytes(text)
     with pytest.raises(ConfigError) as info:
-        callbacks.truncate_csv(path, 1)
+        callbacks.truncate_csv(path, 2)
     assert problem in str(info.value) and str(path) in str(info.value)
     assert "\n" not in str(info.value)
     assert path.read_bytes() == text  # left as it was

@@ -149,8 +149,9 @@ def read_log(path, first_epoch=None):
     """(header, rows) of a CsvLog file, checked; (None, []) if it is missing or empty.
 
     Every row must have the header's fields, numbers, and increasing epochs. A last row
-    cut short by a crash (no line end) whose epoch is >= `first_epoch` (to be redone:
-    the checkpoint's own record says so) is dropped, with a warning.
+    cut short by a crash (no line end, even if what is left looks like a row) is dropped,
+    with a warning, if its epoch is >= `first_epoch` (to be redone: the checkpoint's own
+    record says so) or `first_epoch` is None; else it is refused.
 
     Raises:
       ConfigError: the file is not text, not a training log, or has a bad row (one line
@@ -173,13 +174,13 @@ def read_log(path, first_epoch=None):
                           f"{','.join(header)[:80]!r}); move it away, then run again")
     previous = None
     for number, row in enumerate(body, start=2):
-        problem = _row_problem(row, len(header), previous)
+        torn = number == len(body) + 1 and not text.endswith(("\n", "\r"))
+        problem = "cut short: no line end" if torn else _row_problem(row, len(header), previous)
         if problem is None:
             previous = int(row[0])
             continue
-        torn = number == len(body) + 1 and not text.endswith(("\n", "\r"))
-        epoch = row[0] if row[0].isdigit() else None
-        if torn and first_epoch is not None and (epoch is None or int(epoch) >= first_epoch):
+        epoch = int(row[0]) if row[0].isdigit() else None
+        if torn and (first_epoch is None or epoch is None or epoch >= first_epoch):
             logging.warning("%s: dropped its last line, %r, cut short by a crash (epoch %s is "
                             "trained again).", path, ",".join(row)[:80], epoch or "?")
             return header, body[:-1]
