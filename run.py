@@ -8,7 +8,8 @@ r"""Trains, exports and evaluates one rem_tf model: flags → config → `rem_tf
 overrides one, and the plain flags override the common ones (they win). The same command
 again resumes the run. This file only turns flags into a config for `rem_tf.experiment`
 (README, "Experiments: run.py") and its errors into one line and an exit status: 2 for a
-bad flag, value, path or file, 130 for Ctrl-C / SIGTERM, 1 for a NaN loss.
+bad flag, value, path or file (also a workdir another run holds, or one that cannot be
+written), 130 for Ctrl-C / SIGTERM, 1 for a NaN loss.
 """
 
 import os
@@ -156,6 +157,9 @@ def main(argv):
         _fail(err, status=1)
     except experiment.Interrupted as err:
         print(f"\n{err}", file=sys.stderr, flush=True)
+        return 130
+    except KeyboardInterrupt:  # before training began: nothing was changed
+        print("\nInterrupted; run the same command to start again.", file=sys.stderr, flush=True)
         return 130
     return 0
 

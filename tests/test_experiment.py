@@ -3,11 +3,14 @@ rule, builders, checkpoints (fallback, kept copies, restore_model), interruption
 finished runs, evaluation. Tiny data: 40 images, batch 10 (4 steps per epoch), latent 2, K = 4.
 """
 
+import errno
 import importlib.util
 import json
 import logging
 import os
+import pathlib
 import shutil
+import zipfile
 
 import keras
 import ml_collections
@@ -430,3 +433,274 @@ def test_quick_config_runs_on_offline_mnist():
     config = _load_config("quick")
     assert config.data.name == "mnist" and config.data.source == "offline"
     assert config.training.num_particles == 10 and config.training.batch_size == 100
+
+
+# ------------------------------------- run directories: old ones, disks, state files (#26)
+
+
+def _single_line_storage_error(info, *names):
+    message = str(info.value)
+    assert isinstance(info.value, experiment.StorageError) and "\n" not in message, message
+    for name in names:
+        assert name in message, (name, message)
+    assert "run the same command again" in message
+
+
+def _sha(workdir):
+    return read_json(workdir / "train_summary.json")["weights_sha256"]
+
+
+def test_a_run_directory_of_older_code_without_lock_or_config_copy_resumes_bit_for_bit(
+        reference, data_dir, tmp_path):
+    config = tiny_config(data_dir)
+    with pytest.raises(Interrupted):
+        experiment.train(config, tmp_path / "run", extra_callbacks=[_AtStep(6, _interrupt)])
+    added = [tmp_path / "run" / "run.lock", tmp_path / "run" / "checkpoints" / "run_config.json"]
+    for path in added:  # what commit 406ab5e's code did not write
+        path.unlink()
+    experiment.train(config, tmp_path / "run")
+    assert read_json(tmp_path / "run" / "train_summary.json")["resumed_from_step"] == 6
+    assert _sha(tmp_path / "run") == _sha(reference[0])
+    assert all(path.is_file() for path in added)
+
+
+def _fail_save_at(step, monkeypatch):
+    """tf.train.CheckpointManager.save fails at `step` as on a full disk: a partial
+    ckpt-<step>_temp directory, then TensorFlow's ResourceExhaustedError."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    real = tf.train.CheckpointManager.save
+
+    def save(self, checkpoint_number=None, **kwargs):
+        if checkpoint_number == step:
+            temp = pathlib.Path(self.directory) / f"ckpt-{step}_temp"
+            temp.mkdir()
+            (temp / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 100)
+            raise tf.errors.ResourceExhaustedError(
+                None, None, f"{temp}/part-00000-of-00001.data; No space left on device")
+        return real(self, checkpoint_number=checkpoint_number, **kwargs)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_keeps_the_last_good_one_and_resumes(
+        reference, data_dir, tmp_path, monkeypatch):
+    config, run = tiny_config(data_dir), tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _fail_save_at(7, patch)
+        with pytest.raises(ConfigError) as info:
+            experiment.train(config, run)
+    _single_line_storage_error(info, "ckpt-7", "no space left", "ckpt-4, is kept")
+    assert not list((run / "checkpoints").glob("*temp*"))
+    assert checkpoints.unreadable(run / "checkpoints" / "ckpt-4") is None
+    experiment.train(config, run)  # space is back: the same command
+    assert _sha(run) == _sha(reference[0])
+
+
+def _fail_replace(monkeypatch, name, code):
+    """os.replace onto a file called `name` fails with errno `code` (after its temporary
+    file was written), as on a full or read-only disk."""
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if pathlib.Path(dst).name == name:
+            raise OSError(code, os.strerror(code), str(dst))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_a_full_disk_at_config_json_of_a_new_workdir_is_one_line_and_leaves_no_temp_file(
+        reference, data_dir, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _fail_replace(patch, "config.json", errno.ENOSPC)
+        with pytest.raises(ConfigError) as info:
+            experiment.train(tiny_config(data_dir), run)
+    _single_line_storage_error(info, str(run / "config.json"), "no space left")
+    assert sorted(p.name for p in run.iterdir()) == ["run.lock"]  # no .config.json.tmp
+    experiment.train(tiny_config(data_dir), run)
+    assert _sha(run) == _sha(reference[0])
+
+
+def test_a_workdir_that_cannot_be_written_is_refused_before_any_work(data_dir, tmp_path,
+                                                                      monkeypatch):
+    real = os.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).endswith("run.lock"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(ConfigError) as info:
+        experiment.train(tiny_config(data_dir), tmp_path / "run")
+    _single_line_storage_error(info, str(tmp_path / "run" / "run.lock"), "read-only")
+    assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_a_read_only_saved_model_at_export_is_one_line_and_the_run_stays_resumable(
+        reference, data_dir, tmp_path, monkeypatch):
+    run = _copy(reference, tmp_path)
+    shutil.rmtree(run / "saved_model")
+
+    def read_only(model, path, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rem_tf.export, "export", read_only)
+        with pytest.raises(ConfigError) as info:
+            experiment.train(tiny_config(data_dir), run)
+    _single_line_storage_error(info, "export to", str(run / "saved_model"), "read-only")
+    assert not list(run.glob(".*tmp*"))
+    experiment.train(tiny_config(data_dir), run)
+    assert (run / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_evaluate_prints_its_table_before_it_fails_to_write_its_file(reference, tmp_path,
+                                                                     monkeypatch, capsys):
+    config = experiment.default_config()
+    config.evaluation.num_samples, config.evaluation.elbo_samples = 40, 10
+    _fail_replace(monkeypatch, "eval_test.json", errno.ENOSPC)
+    with pytest.raises(ConfigError) as info:
+        experiment.evaluate(config, reference[0] / "saved_model", tmp_path,
+                            data_from_model=True)
+    _single_line_storage_error(info, str(tmp_path / "eval_test.json"), "no space left",
+                               "printed above")
+    assert "NLL (nats)" in capsys.readouterr().out  # the numbers are not lost
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.lock"]
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\xff\x89garbage\x01"], ids=["empty", "binary"])
+def test_a_bad_checkpoint_state_file_is_rebuilt_from_the_checkpoints(
+        content, reference, data_dir, tmp_path, caplog):
+    import tensorflow as tf  # noqa: PLC0415
+
+    run = _copy(reference, tmp_path)
+    (run / "checkpoints" / "checkpoint").write_bytes(content)
+    with caplog.at_level(logging.WARNING):
+        experiment.train(tiny_config(data_dir), run)
+    assert any("rebuilt it from the checkpoint files" in r.getMessage() for r in caplog.records)
+    # The manager reads it again and goes on rotating both checkpoints.
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(), str(run / "checkpoints"),
+                                         max_to_keep=2)
+    assert [pathlib.Path(p).name for p in manager.checkpoints] == ["ckpt-7", "ckpt-8"]
+    assert pathlib.Path(manager.latest_checkpoint).name == "ckpt-8"
+
+
+def test_a_torn_last_log_row_is_dropped_and_its_epoch_logged_again(reference, data_dir,
+                                                                   tmp_path):
+    config, run = tiny_config(data_dir), tmp_path / "run"
+    with pytest.raises(Interrupted):
+        experiment.train(config, run, extra_callbacks=[_AtStep(6, _interrupt)])
+    with open(run / "train_log.csv", "a") as f:
+        f.write("1,3.25,12")  # epoch 1's row, cut short by a kill (as older code could)
+    experiment.train(config, run)
+    rows, expected = read_csv(run / "train_log.csv"), read_csv(reference[0] / "train_log.csv")
+    assert [row["epoch"] for row in rows] == ["0", "1"] and all(None not in r for r in rows)
+    for row, ref in zip(rows, expected, strict=True):
+        assert row.keys() == ref.keys()
+        for key in ref:
+            assert float(row[key]) == pytest.approx(float(ref[key]), rel=1e-6), key
+
+
+@pytest.mark.parametrize("text, problem", [
+    (b"epoch,loss\r\n0,3.0\r\n1,2.5,0,3.0\r\n2,1.0\r\n", "line 3"),  # a torn row + the next
+    (b"epoch,loss\r\n0,3.0\r\nhello\r\n1,2.0\r\n", "line 3"),
+    (b"epoch,loss\r\n1,3.0\r\n1,2.0\r\n", "line 3"),  # a second writer's row
+    (b"epoch,loss\r\n0,3.0\r\n\x89PNG\xff\r\n", "not a text file"),
+    (b"name,value\r\nx,1\r\n", "not a training log"),
+    (b"epoch,loss\r\n0,3.0\r\n1,2", "line 3"),  # torn, but its epoch is not trained again
+])
+def test_a_foreign_or_garbled_log_row_is_refused_with_one_line(text, problem, tmp_path):
+    path = tmp_path / "train_log.csv"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError) as info:
+        callbacks.truncate_csv(path, 2)
+    assert problem in str(info.value) and str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+    assert path.read_bytes() == text  # left as it was
+
+
+def test_truncating_the_log_on_a_full_disk_leaves_it_whole(tmp_path, monkeypatch):
+    path = tmp_path / "train_log.csv"
+    path.write_text("epoch,loss\n0,3.0\n1,2.0\n2,1.0\n")
+    _fail_replace(monkeypatch, "train_log.csv", errno.ENOSPC)
+    with pytest.raises(experiment.StorageError, match="train_log.csv: no space left"):
+        callbacks.truncate_csv(path, 1)
+    assert path.read_text() == "epoch,loss\n0,3.0\n1,2.0\n2,1.0\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["train_log.csv"]
+
+
+def test_a_garbled_train_summary_is_rewritten_with_a_warning(reference, data_dir, tmp_path,
+                                                             caplog):
+    run = _copy(reference, tmp_path)
+    (run / "train_summary.json").write_text('{"global_step": 8, "weights_sha')
+    with caplog.at_level(logging.WARNING):
+        experiment.train(tiny_config(data_dir), run)
+    assert any("train_summary.json" in r.getMessage() and "rewrote it" in r.getMessage()
+               for r in caplog.records)
+    summary = read_json(run / "train_summary.json")
+    assert summary["global_step"] == 8 and summary["weights_sha256"] == _sha(reference[0])
+
+
+def test_deleting_config_json_is_no_way_round_the_resume_check(reference, data_dir, tmp_path):
+    run = _copy(reference, tmp_path)
+    (run / "config.json").unlink()
+    changed = tiny_config(data_dir, overrides={"training.learning_rate": 2e-3})
+    with pytest.raises(ConfigError, match="training.learning_rate: 0.001 -> 0.002") as info:
+        experiment.train(changed, run)
+    assert "delete" not in str(info.value)
+    (run / "checkpoints" / "run_config.json").unlink()  # no record at all: refused too
+    with pytest.raises(ConfigError, match="has checkpoints but no config.json"):
+        experiment.train(changed, run)
+
+
+@pytest.mark.parametrize("where", ["export", "evaluation"])
+def test_sigterm_during_export_or_evaluation_ends_like_sigterm_in_training(
+        where, reference, data_dir, tmp_path, monkeypatch):
+    import signal  # noqa: PLC0415
+
+    run = _copy(reference, tmp_path)
+    (run / "eval_test.json").unlink()
+    if where == "export":
+        module, name, again = rem_tf.export, "export", lambda: experiment.train(
+            tiny_config(data_dir), run)
+    else:
+        module, name, again = rem_tf.evaluation, "evaluate", lambda: experiment.evaluate(
+            tiny_config(data_dir), run / "saved_model")
+    real = getattr(module, name)
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    before = signal.getsignal(signal.SIGTERM)
+    with monkeypatch.context() as patch:
+        patch.setattr(module, name, terminated)
+        with pytest.raises(Interrupted) as info:
+            again()
+    assert "\n" not in str(info.value) and "Run the same command" in str(info.value)
+    assert ("export" if where == "export" else "evaluating") in str(info.value)
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert not (run / "eval_test.json").exists()
+    again()  # the same command finishes the job
+    assert (run / ("saved_model/saved_model.pb" if where == "export" else "eval_test.json")
+            ).is_file()
+
+
+@pytest.mark.parametrize("policy", ["float16", "mixed_float16", "float64"])
+def test_a_keras_file_with_another_dtype_policy_is_refused_on_load(policy, reference,
+                                                                   tmp_path):
+    source = zipfile.ZipFile(reference[0] / "model.keras")
+    config = json.loads(source.read("config.json"))
+    config["config"]["dtype"]["config"]["name"] = policy
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(path, "w") as out:
+        for item in source.namelist():
+            out.writestr(item, json.dumps(config) if item == "config.json" else
+                         source.read(item))
+    with pytest.raises(ValueError, match=f"float32.*{policy}"):
+        keras.models.load_model(path, compile=False)
+    with pytest.raises(ConfigError, match=f"cannot load the model {path}.*{policy}"):
+        experiment.evaluate(experiment.default_config(), path, tmp_path)

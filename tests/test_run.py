@@ -10,8 +10,10 @@ import glob
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ import tensorflow as tf
 
 from conftest import RUN_SLOW
 from test_run_common import (  # noqa: F401 - data_dir is a fixture
-    REPO, data_dir, environment, read_csv, read_json, run_py, tiny_args,
+    REPO, data_dir, environment, read_csv, read_json, run_py, tiny_args, train_command,
 )
 
 LOAD_WITHOUT_REM_TF = r"""
@@ -321,3 +323,99 @@ def test_bad_input_is_one_line_naming_it_and_status_2(flags, prepare, names, ref
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
     for name in names:
         assert name in lines[0], (name, lines[0])
+
+
+# ------------------------------------------------- one owner, full and read-only disks
+
+
+def test_a_second_process_on_a_workdir_in_use_is_refused_and_the_first_is_unharmed(
+        reference, data_dir, tmp_path):
+    from rem_tf import experiment  # noqa: PLC0415
+
+    workdir, pause = tmp_path / "run", tmp_path / "pause"
+    first = subprocess.Popen(
+        train_command(data_dir, workdir, pause=(pause, 5)), cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment(),
+        stdin=subprocess.DEVNULL)
+    try:
+        for _ in range(3000):  # the first holds the workdir, paused after step 5
+            if pause.with_suffix(".paused").exists() or first.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert pause.with_suffix(".paused").exists(), first.communicate()[1][-3000:]
+        # Not blocking: refused at once (a blocked second run would hit the timeout).
+        second = run_py([*tiny_args(data_dir), f"--workdir={workdir}"], check=False,
+                        timeout=300)
+        assert second.returncode == 2, second.stderr[-3000:]
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), second.stderr[-3000:]
+        for name in (str(workdir), f"process {first.pid}", socket.gethostname()):
+            assert name in lines[0], (name, lines[0])
+        # An evaluation that would write into it is refused too, before any work.
+        with pytest.raises(experiment.ConfigError, match=f"in use by process {first.pid}"):
+            experiment.evaluate(experiment.default_config(), reference[0] / "saved_model",
+                                workdir)
+    finally:
+        pause.with_suffix(".go").touch()
+        out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    assert read_json(workdir / "train_summary.json")["weights_sha256"] == read_json(
+        reference[0] / "train_summary.json")["weights_sha256"]
+    assert (workdir / "run.lock").read_text() == ""  # released: it names no one
+
+
+_FULL_DISK = r"""
+set -e
+M="$1"; OUT="$2"; shift 2
+mount -t tmpfs -o size=16m tmpfs "$M"
+run() { python "$REPO/run.py" "$@" --workdir="$M/run" --mode=train; }
+mount -o remount,ro "$M"
+run "$@" --epochs=1 >"$OUT/ro.out" 2>"$OUT/ro.err" && echo 0 >"$OUT/ro.rc" || echo $? >"$OUT/ro.rc"
+ls -A "$M" >"$OUT/ro.ls"
+mount -o remount,rw "$M"
+run "$@" --epochs=1 >/dev/null 2>"$OUT/one.err"
+free=$(df -k --output=avail "$M" | tail -1)
+dd if=/dev/zero of="$M/filler" bs=1k count=$((free - 60)) 2>/dev/null
+run "$@" --epochs=2 >"$OUT/full.out" 2>"$OUT/full.err" && echo 0 >"$OUT/full.rc" \
+  || echo $? >"$OUT/full.rc"
+ls -A "$M/run/checkpoints" >"$OUT/full.ls"
+python -c "import sys; sys.path.insert(0, '$REPO')
+from rem_tf.experiment import checkpoints
+print(checkpoints.unreadable('$M/run/checkpoints/ckpt-4'))" >"$OUT/full.ckpt4" 2>/dev/null
+rm "$M/filler"
+run "$@" --epochs=2 >/dev/null 2>"$OUT/again.err"
+cp "$M/run/train_summary.json" "$OUT/"
+"""
+
+
+def test_a_read_only_or_full_disk_is_one_line_and_the_same_command_resumes_identically(
+        reference, data_dir, tmp_path):
+    """A real tmpfs in a user+mount namespace (ENOSPC, EROFS); where that is impossible the
+    in-process tests of test_experiment.py inject the same errors by monkeypatching."""
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            f"mount -t tmpfs tmpfs {tmp_path}"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (unshare): the monkeypatched ENOSPC / EROFS "
+                    "tests of test_experiment.py cover it")
+    (tmp_path / "mnt").mkdir()
+    args = [a for a in tiny_args(data_dir) if not a.startswith("--epochs")]
+    proc = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "bash", "-c", _FULL_DISK, "bash",
+         str(tmp_path / "mnt"), str(tmp_path), *args], cwd=REPO, capture_output=True,
+        text=True, timeout=900, env=environment(REPO=str(REPO)), stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, (proc.stderr[-3000:], (tmp_path / "again.err").read_text()
+                                  if (tmp_path / "again.err").exists() else "")
+    for case, names in [("ro", ["mnt/run", "read-only"]),
+                        ("full", ["ckpt-7", "no space left", "ckpt-4", "is kept"])]:
+        text = (tmp_path / f"{case}.err").read_text()
+        assert (tmp_path / f"{case}.rc").read_text().strip() == "2", text[-3000:]
+        errors = [line for line in text.splitlines() if "error" in line.lower()]
+        assert "Traceback" not in text and len(errors) == 1, text[-3000:]
+        assert errors[0].startswith("error: ") and text.strip().endswith(errors[0])
+        for name in names:
+            assert name in errors[0], (name, errors[0])
+    assert (tmp_path / "ro.ls").read_text().split() == []  # checked before any work
+    assert not [n for n in (tmp_path / "full.ls").read_text().split() if "temp" in n]
+    assert (tmp_path / "full.ckpt4").read_text().strip() == "None"  # the last good one
+    assert read_json(tmp_path / "train_summary.json")["weights_sha256"] == read_json(
+        reference[0] / "train_summary.json")["weights_sha256"]

@@ -73,7 +73,7 @@ def tiny_args(data_dir, epochs=2):
 # `rem_tf.experiment.train` of the tiny run in a fresh process (logical devices and the
 # cluster are fixed when TensorFlow starts): argv = repository, JSON of train_command's spec.
 _TRAIN = r"""
-import json, os, sys
+import json, os, sys, time
 sys.path[:0] = [sys.argv[1], os.path.join(sys.argv[1], "tests")]
 spec = json.loads(sys.argv[2])
 import keras
@@ -85,16 +85,31 @@ class ExitAfterStep(keras.callbacks.Callback):  # dies like a kill: no clean-up 
         if int(self.model.optimizer.iterations.numpy()) >= spec["exit_after_step"]:
             sys.stdout.flush(); sys.stderr.flush(); os._exit(3)
 
+class PauseAtStep(keras.callbacks.Callback):  # creates <pause>.paused, waits for <pause>.go
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == spec["pause"][1]:
+            open(spec["pause"][0] + ".paused", "w").close()
+            for _ in range(3000):
+                if os.path.exists(spec["pause"][0] + ".go"):
+                    return
+                time.sleep(0.1)
+
 extra = [ExitAfterStep()] if spec["exit_after_step"] is not None else []
+extra += [PauseAtStep()] if spec["pause"] else []
 config = tiny_config(spec["data_dir"], overrides=spec["overrides"])
 experiment.train(config, spec["workdir"], extra_callbacks=extra)
 """
 
 
-def train_command(data_dir, workdir, overrides=None, exit_after_step=None):
-    """argv of a process that runs `experiment.train` on the tiny config (exit 3 after a kill)."""
+def train_command(data_dir, workdir, overrides=None, exit_after_step=None, pause=None):
+    """argv of a process that runs `experiment.train` on the tiny config (exit 3 after a kill).
+
+    pause: (path, step): after that step, create `<path>.paused` and wait (up to 5 minutes)
+    until `<path>.go` exists.
+    """
     spec = {"data_dir": str(data_dir), "workdir": str(workdir), "overrides": overrides or {},
-            "exit_after_step": exit_after_step}
+            "exit_after_step": exit_after_step, "pause": [str(pause[0]), pause[1]] if pause
+            else None}
     return [sys.executable, "-c", _TRAIN, str(REPO), json.dumps(spec)]
 
 

@@ -5,16 +5,19 @@ every callback here sees exactly one epoch per `fit`.
 """
 
 import csv
+import io
 import math
+import os
 
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from tensorflow.core.framework import summary_pb2
 
-from rem_tf.experiment import checkpoints
+from rem_tf.experiment import checkpoints, workdir as run_files
+from rem_tf.experiment.errors import ConfigError, TrainingDiverged
 from rem_tf.models import learning_rates
-from rem_tf.experiment.errors import TrainingDiverged
 
 
 def _step(model):
@@ -78,7 +81,12 @@ class Checkpoints(keras.callbacks.Callback):
             return step
         if not all(np.isfinite(w).all() for w in self.model.get_weights()):
             return self.last_saved
-        prefix = self.manager.save(checkpoint_number=step)
+        prefix = os.path.join(self.manager.directory, f"ckpt-{step}")
+        last = self.manager.latest_checkpoint
+        note = f" (the last good checkpoint, {last}, is kept)" if last else ""
+        with run_files.writing(prefix, "save the checkpoint", note=note,
+                               clean_up=lambda: checkpoints.remove_partial(prefix)):
+            prefix = self.manager.save(checkpoint_number=step)
         self.last_saved = step
         if self.kept is not None:
             self.kept.keep(step, prefix)
@@ -106,7 +114,8 @@ class Checkpoints(keras.callbacks.Callback):
 
 
 class CsvLog(keras.callbacks.Callback):
-    """Appends one row per epoch (epoch, then the logs' keys, sorted) to `path`."""
+    """Adds one row per epoch (epoch, then the logs' keys, sorted) to `path`, rewriting the
+    file atomically (`workdir.write_text`), so a kill or a full disk never tears a row."""
 
     def __init__(self, path):
         super().__init__()
@@ -114,37 +123,99 @@ class CsvLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
-        new = not self.path.is_file() or self.path.stat().st_size == 0
-        with open(self.path, "a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(["epoch", *sorted(logs)])
-            writer.writerow([epoch, *(f"{float(logs[k]):.9g}" for k in sorted(logs))])
+        names = ["epoch", *sorted(logs)]
+        header, rows = read_log(self.path, first_epoch=epoch)
+        if header is not None and header != names:
+            raise ConfigError(f"{self.path} has the columns {', '.join(header)}, this run logs "
+                              f"{', '.join(names)}; move the file away, then run again")
+        rows = [row for row in rows if int(row[0]) < epoch]
+        rows.append([str(epoch), *(f"{float(logs[k]):.9g}" for k in sorted(logs))])
+        run_files.write_text(self.path, _csv_text([names, *rows]))
+
+
+def _csv_text(rows):
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    return out.getvalue()
+
+
+def _row_problem(row, width, previous_epoch):
+    """Why `row` is not a row of a log with `width` columns after `previous_epoch`, or None."""
+    if len(row) != width:
+        return f"{len(row)} fields under a header of {width}"
+    try:
+        epoch = int(row[0])
+        for value in row[1:]:
+            float(value)
+    except ValueError:
+        return "a value that is not a number"
+    if epoch < 0 or (previous_epoch is not None and epoch <= previous_epoch):
+        return f"epoch {epoch} after epoch {previous_epoch}"
+    return None
+
+
+def read_log(path, first_epoch=None):
+    """(header, rows) of a CsvLog file, checked; (None, []) if it is missing or empty.
+
+    Every row must have the header's fields, numbers, and increasing epochs. A last row
+    cut short by a crash (no line end, even if what is left looks like a row) is dropped,
+    with a warning, if its epoch is >= `first_epoch` (to be redone: the checkpoint's own
+    record says so) or `first_epoch` is None; else it is refused.
+
+    Raises:
+      ConfigError: the file is not text, not a training log, or has a bad row (one line
+        naming the line and what to do).
+    """
+    fix = f"delete that line or move {path} away (a new log starts), then run again"
+    if not path.is_file():
+        return None, []
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not a text file (byte {err.start} is not UTF-8); "
+                          f"move it away (a new log starts), then run again") from None
+    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    if not rows:
+        return None, []
+    header, body = rows[0], rows[1:]
+    if header[:1] != ["epoch"] or len(set(header)) != len(header) or not all(header):
+        raise ConfigError(f"{path} is not a training log (its first line is "
+                          f"{','.join(header)[:80]!r}); move it away, then run again")
+    previous = None
+    for number, row in enumerate(body, start=2):
+        torn = number == len(body) + 1 and not text.endswith(("\n", "\r"))
+        problem = "cut short: no line end" if torn else _row_problem(row, len(header), previous)
+        if problem is None:
+            previous = int(row[0])
+            continue
+        epoch = int(row[0]) if row[0].isdigit() else None
+        if torn and (first_epoch is None or epoch is None or epoch >= first_epoch):
+            logging.warning("%s: dropped its last line, %r, cut short by a crash (epoch %s is "
+                            "trained again).", path, ",".join(row)[:80], epoch or "?")
+            return header, body[:-1]
+        raise ConfigError(f"{path}, line {number}, is not a row of this log ({problem}); {fix}")
+    return header, body
 
 
 def truncate_csv(path, first_epoch):
-    """Drops the rows of epochs >= first_epoch (logged before a crash, about to be redone)."""
-    if not path.is_file():
+    """Drops the rows of epochs >= first_epoch (logged before a crash, about to be redone);
+    the file is checked (`read_log`) and rewritten atomically if anything changes."""
+    header, rows = read_log(path, first_epoch)
+    if header is None:
         return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows or "epoch" not in rows[0]:
-        return
-    header, body = rows[0], rows[1:]
-    column = header.index("epoch")
-    kept = [row for row in body if row and int(row[column]) < first_epoch]
-    if len(kept) != len(body):
-        with open(path, "w", newline="") as f:
-            csv.writer(f).writerows([header, *kept])
+    text = _csv_text([header, *(row for row in rows if int(row[0]) < first_epoch)])
+    if text.encode() != path.read_bytes():
+        run_files.write_text(path, text)
 
 
 def last_csv_row(path):
-    """{column: float} of the last epoch in a CsvLog file, without `epoch`; {} if none."""
-    if not path.is_file():
+    """{column: float} of the last epoch in a CsvLog file, without `epoch`; {} if none (or if
+    the file is not a good log)."""
+    try:
+        header, rows = read_log(path)
+    except ConfigError:
         return {}
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {k: float(v) for k, v in rows[-1].items() if k != "epoch"} if rows else {}
+    return {k: float(v) for k, v in zip(header, rows[-1]) if k != "epoch"} if rows else {}
 
 
 class EpochScalars(keras.callbacks.Callback):
@@ -163,14 +234,15 @@ class EpochScalars(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.writer is None:
-            self.writer = tf.summary.create_file_writer(str(self.logdir))
+            with run_files.writing(self.logdir):
+                self.writer = tf.summary.create_file_writer(str(self.logdir))
 
     def on_epoch_end(self, epoch, logs=None):
-        with self.writer.as_default():
+        with run_files.writing(self.logdir), self.writer.as_default():
             for name, value in (logs or {}).items():
                 tf.summary.write(f"epoch_{name}", tf.constant(float(value), tf.float32),
                                  step=epoch + 1, metadata=self.metadata)
-        self.writer.flush()
+            self.writer.flush()
 
 
 class OneEpoch(keras.callbacks.Callback):

@@ -6,11 +6,15 @@ A checkpoint (`training_checkpoint`) holds, under these keys:
   proposal_optimizer  the η optimizer's state
   metrics             the running metric totals of the current epoch
 The last two are written by a `tf.train.CheckpointManager` into
-`<workdir>/checkpoints/ckpt-<step>.*`; with `training.keep_checkpoint_every_steps`
-copies are kept in `<workdir>/kept_checkpoints/` (see `KeptCheckpoints`).
+`<workdir>/checkpoints/ckpt-<step>.*`, its state in `checkpoints/checkpoint` (rebuilt
+from the files by `repair_state` when unreadable), and the config of the run they
+belong to in `checkpoints/run_config.json` (`CONFIG_COPY`); with
+`training.keep_checkpoint_every_steps` copies are kept in `<workdir>/kept_checkpoints/`
+(see `KeptCheckpoints`).
 """
 
 import csv
+import io
 import pathlib
 import re
 import shutil
@@ -19,10 +23,12 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from rem_tf.experiment import builders
+from rem_tf.experiment import builders, workdir as run_files
 from rem_tf.experiment.config import check_config
 from rem_tf.experiment.errors import ConfigError
 
+CONFIG_COPY = "run_config.json"  # beside the checkpoints: deleting config.json is no way round
+STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's
 _STEP = re.compile(r"ckpt-(\d+)$")
 TIMES_HEADER = ["step", "wall_seconds", "cpu_seconds", "unix_time"]
 # What reading a truncated or corrupt checkpoint raises (IndexError: a short .data file).
@@ -70,23 +76,34 @@ def _step(prefix):
     return int(match.group(1)) if match else -1
 
 
+def _state(directory):
+    """(the `checkpoint` state of `directory` or None, why it is unreadable or None)."""
+    try:
+        return tf.train.get_checkpoint_state(str(directory)), None
+    except Exception as err:  # noqa: BLE001 - a garbled text proto: fall back to the files
+        return None, (str(err).splitlines() or [type(err).__name__])[0][:200]
+
+
+def _found(directory):
+    """The prefixes of the ckpt-<step>.index files in `directory`, newest first."""
+    return sorted((str(p)[: -len(".index")] for p in directory.glob("ckpt-*.index")),
+                  key=_step, reverse=True)
+
+
 def _candidates(directory):
     """Checkpoint prefixes in `directory`, newest first.
 
     The ones the `checkpoint` file lists (its latest first), then any other
     ckpt-<step>.index in the directory, by step.
     """
-    try:
-        state = tf.train.get_checkpoint_state(str(directory))
-    except Exception as err:  # noqa: BLE001 - a garbled text proto: fall back to the files
-        logging.warning("%s/checkpoint is unreadable (%s); looking for ckpt-* files.",
-                        directory, str(err).splitlines()[0])
-        state = None
+    state, problem = _state(directory)
+    if problem:
+        logging.warning("%s/%s is unreadable (%s); looking for ckpt-* files.", directory,
+                        STATE_FILE, problem)
     listed = []
     if state is not None:
         listed = [state.model_checkpoint_path, *reversed(state.all_model_checkpoint_paths)]
-    found = sorted((str(p)[: -len(".index")] for p in directory.glob("ckpt-*.index")),
-                   key=_step, reverse=True)
+    found = _found(directory)
     out = []
     for prefix in [*listed, *found]:
         prefix = str(directory / pathlib.Path(prefix).name)
@@ -176,6 +193,46 @@ def restore_latest(checkpoint, directory):
     )
 
 
+def repair_state(directory):
+    """Rebuilds `<directory>/checkpoint` from the readable ckpt-* files when it is unreadable
+    (a 0-byte or binary file after a power cut) or missing beside checkpoints; a warning says so.
+
+    The state file is derived: it lists the checkpoints (relative names, oldest first, with
+    their files' times, as `tf.train.CheckpointManager` writes it), so the manager goes on
+    rotating them. StorageError if it cannot be written.
+    """
+    directory = pathlib.Path(directory)
+    state, problem = _state(directory)
+    if state is not None:
+        return
+    readable = [p for p in reversed(_found(directory)) if unreadable(p) is None]
+    if not readable:
+        return
+    times = [pathlib.Path(f"{p}.index").stat().st_mtime for p in readable]
+    names = [pathlib.Path(p).name for p in readable]
+    # The CheckpointState text proto, written directly: TensorFlow's writer for it
+    # (tf.compat.v1.train.update_checkpoint_state) is deprecated.
+    lines = [f'model_checkpoint_path: "{names[-1]}"',
+             *(f'all_model_checkpoint_paths: "{name}"' for name in names),
+             *(f"all_model_checkpoint_timestamps: {t!r}" for t in times),
+             f"last_preserved_timestamp: {min(times) - 1.0!r}"]
+    run_files.write_text(directory / STATE_FILE, "\n".join(lines) + "\n")
+    logging.warning("%s/%s was %s; rebuilt it from the checkpoint files (%s).", directory,
+                    STATE_FILE, f"unreadable ({problem})" if problem else "missing",
+                    ", ".join(names))
+
+
+def remove_partial(prefix):
+    """Removes what a failed save of checkpoint `prefix` left: `<prefix>_temp*` and `<prefix>.*`."""
+    prefix = pathlib.Path(prefix)
+    for path in [*prefix.parent.glob(prefix.name + "_temp*"),
+                 *prefix.parent.glob(prefix.name + ".*")]:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def restore_model(config, checkpoint_path):
     """A fresh model of `config` with the weights and particle-seed state of a checkpoint.
 
@@ -247,25 +304,36 @@ class KeptCheckpoints:
         """Copies the files of checkpoint `prefix` (written at `step`) if `wants(step)`."""
         if not self.wants(step) or step in self.kept:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for path in pathlib.Path(prefix).parent.glob(pathlib.Path(prefix).name + ".*"):
-            shutil.copy2(path, self.directory / path.name)
+        sources = list(pathlib.Path(prefix).parent.glob(pathlib.Path(prefix).name + ".*"))
+        copies = [self.directory / path.name for path in sources]
+
+        def remove_copies():
+            for copy in copies:
+                copy.unlink(missing_ok=True)
+
+        with run_files.writing(self.directory / pathlib.Path(prefix).name, "keep a copy as",
+                               clean_up=remove_copies):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for source, copy in zip(sources, copies):
+                shutil.copy2(source, copy)
         self.record_time(step)
 
     def record_time(self, step):
         """Appends the training time at `step` to times.csv (also for a stop between kept steps,
-        so that a resumed run's clocks go on from there)."""
+        so that a resumed run's clocks go on from there); rewritten atomically."""
         if step in self.kept:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
         now = (time.time(), time.process_time())
-        new = not self.times.is_file()
-        with open(self.times, "a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(TIMES_HEADER)
-            writer.writerow([step, f"{self.base[0] + now[0] - self.started[0]:.1f}",
-                             f"{self.base[1] + now[1] - self.started[1]:.1f}", f"{now[0]:.1f}"])
+        text = self.times.read_bytes().decode() if self.times.is_file() else ""  # keeps \r\n
+        row = io.StringIO()
+        writer = csv.writer(row)
+        if not text:
+            writer.writerow(TIMES_HEADER)
+        writer.writerow([step, f"{self.base[0] + now[0] - self.started[0]:.1f}",
+                         f"{self.base[1] + now[1] - self.started[1]:.1f}", f"{now[0]:.1f}"])
+        with run_files.writing(self.directory, "create"):
+            self.directory.mkdir(parents=True, exist_ok=True)
+        run_files.write_text(self.times, text + row.getvalue())
         self.kept.add(step)
 
 

@@ -13,7 +13,7 @@ import rem_tf  # noqa: F401 - registers the model classes that .keras files name
 from rem_tf import evaluation, export
 from rem_tf.experiment import builders, workdir as run_files
 from rem_tf.experiment.config import check_config, with_defaults
-from rem_tf.experiment.errors import ConfigError
+from rem_tf.experiment.errors import ConfigError, Interrupted, interruptible
 
 
 def check_model_path(path):
@@ -41,7 +41,8 @@ def stored_config(path):
         fix = "export the model again (run its training command again)"
         return run_files.read_json(info, fix).get("config") if info.is_file() else None
     candidate = path.parent / "config.json"
-    return run_files.read_json(candidate, "fix or delete it") if candidate.is_file() else None
+    fix = "fix it, or choose the data with --dataset / --config"
+    return run_files.read_json(candidate, fix) if candidate.is_file() else None
 
 
 def load_model(path, config):
@@ -71,7 +72,9 @@ def evaluate(config, model_path=None, out_dir=None, *, data_from_model=False):
 
     Reads `data.*` and `evaluation.*` (split, num_samples, chunk_size,
     batch_size, elbo_samples, active_units_threshold, num_examples, proposal);
-    prints a table and the path written.
+    prints a table, then writes the file and prints its path. The process owns
+    `out_dir` meanwhile (`workdir.owned`, which also checks that it is writable
+    before any work), and SIGTERM acts as Ctrl-C.
 
     Args:
       config: an `ml_collections.ConfigDict` like configs/default.py's.
@@ -87,7 +90,10 @@ def evaluate(config, model_path=None, out_dir=None, *, data_from_model=False):
       `source`, `binarization`, `chunk_size` and `elbo_samples` added.
 
     Raises:
-      ConfigError: a bad config value, a missing or unreadable model.
+      ConfigError: a bad config value, a missing or unreadable model, an `out_dir` another
+        process runs in.
+      StorageError: `out_dir` or the file cannot be written (after the table is printed).
+      Interrupted: Ctrl-C or SIGTERM; nothing was written.
       rem_tf.data.DataError: missing or bad data files.
     """
     workdir = config.get("workdir")
@@ -102,6 +108,22 @@ def evaluate(config, model_path=None, out_dir=None, *, data_from_model=False):
             if key in config.data:
                 config.data[key] = value
     config = check_config(config, "evaluate")
+    out = pathlib.Path(out_dir) / f"eval_{config.evaluation.split}.json"
+    with run_files.owned(out_dir), interruptible():
+        try:
+            results = _evaluate(config, path)
+        except KeyboardInterrupt:
+            raise Interrupted(f"Interrupted while evaluating {path}; {out} was not written. "
+                              "Run the same command to evaluate again.", None) from None
+        title = f"{builders.data_label(config)}/{config.evaluation.split}: {path}"
+        print(evaluation.format_table(results, title=title), flush=True)
+        run_files.write_json(out, results, note=" (the results are printed above)")
+    print(f"Wrote {out}", flush=True)
+    return results
+
+
+def _evaluate(config, path):
+    """The results dict of `evaluate` (nothing written)."""
     model, input_shape, chunk_size, elbo_samples = load_model(path, config)
     images = builders.eval_images(config)
     if tuple(images.shape[1:]) != input_shape:
@@ -136,11 +158,4 @@ def evaluate(config, model_path=None, out_dir=None, *, data_from_model=False):
         "source": config.data.source, "binarization": config.data.eval_binarization,
         "chunk_size": chunk_size, "elbo_samples": elbo_samples,
     })
-    out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"eval_{config.evaluation.split}.json"
-    run_files.write_json(out, results)
-    title = f"{builders.data_label(config)}/{config.evaluation.split}: {path}"
-    print(evaluation.format_table(results, title=title), flush=True)
-    print(f"Wrote {out}", flush=True)
     return results

@@ -10,7 +10,6 @@ import contextlib
 import os
 import pathlib
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from absl import logging
 from rem_tf import export, schedules
 from rem_tf.experiment import builders, callbacks, checkpoints, workdir as run_files
 from rem_tf.experiment.config import as_dict, check_config, check_resumable
-from rem_tf.experiment.errors import ConfigError, Interrupted, TrainingDiverged
+from rem_tf.experiment.errors import ConfigError, Interrupted, TrainingDiverged, interruptible
 from rem_tf.experiment.evaluating import evaluate
 
 
@@ -32,7 +31,8 @@ def train(config, workdir=None, *, extra_callbacks=()):
     Reads every field of the config but `evaluation.split / num_samples /
     batch_size / active_units_threshold / num_examples / proposal`. A run that
     is already finished is left as it is (log, checkpoints, train_summary.json)
-    and only exported again.
+    and only exported again. The process owns `workdir` meanwhile (`workdir.owned`:
+    a second process is refused), and SIGTERM acts as Ctrl-C.
 
     Args:
       config: an `ml_collections.ConfigDict` like configs/default.py's (fields it
@@ -45,22 +45,26 @@ def train(config, workdir=None, *, extra_callbacks=()):
       multi-worker worker that is not the chief.
 
     Raises:
-      ConfigError: a bad config value, workdir or checkpoint.
+      ConfigError: a bad config value, workdir or checkpoint, or a workdir another
+        process runs in.
+      StorageError: a file of the run could not be written (a `ConfigError`).
       Interrupted: Ctrl-C or SIGTERM (a checkpoint was saved: run again to resume).
       TrainingDiverged: a NaN or Inf loss (the last good checkpoint is kept).
       rem_tf.data.DataError: missing or bad data files.
     """
-    return _train(config, workdir, "train", extra_callbacks)[0]
+    with contextlib.ExitStack() as held:
+        return _train(config, workdir, "train", extra_callbacks, held)[0]
 
 
 def train_and_evaluate(config, workdir=None, *, extra_callbacks=()):
     """`train`, then `evaluate` of the SavedModel; returns the evaluation (None off the chief)."""
-    saved, config = _train(config, workdir, "train_and_evaluate", extra_callbacks)
-    return None if saved is None else evaluate(config, saved, config.workdir)
+    with contextlib.ExitStack() as held:  # the workdir's lock, for both steps
+        saved, config = _train(config, workdir, "train_and_evaluate", extra_callbacks, held)
+        return None if saved is None else evaluate(config, saved, config.workdir)
 
 
 def _prepare(config, workdir, mode):
-    """The checked config with its workdir, and the workdir; refuses another run's workdir."""
+    """The checked config with its workdir, and the workdir (not a file)."""
     config = check_config(config, mode)
     workdir = config.workdir if workdir is None else workdir
     if workdir is None:
@@ -73,11 +77,51 @@ def _prepare(config, workdir, mode):
     if blocking is not None:
         raise ConfigError(f"the workdir {workdir} lies inside {blocking}, which is a file "
                           "(--workdir); give a directory")
-    stored = workdir / "config.json"
-    if stored.is_file():
-        check_resumable(run_files.read_json(stored, "fix or delete it, or use a new --workdir"),
-                        config)
     return config, workdir
+
+
+def _check_stored_config(config, workdir):
+    """Refuses a config that differs from the run's: its config.json and the copy beside its
+    checkpoints (so deleting config.json is no way round); checkpoints with neither, too."""
+    copy = workdir / "checkpoints" / checkpoints.CONFIG_COPY
+    records = [path for path in (workdir / "config.json", copy) if path.is_file()]
+    for path in records:
+        other = f" (or copy {copy} over it)" if path != copy and copy.is_file() else ""
+        check_resumable(run_files.read_json(path, f"fix it{other}, or use a new --workdir"),
+                        config)
+    if not records and any((workdir / "checkpoints").glob("ckpt-*.index")):
+        raise ConfigError(f"the run directory {workdir} has checkpoints but no config.json to "
+                          "check this config against; put its config.json back, or use a new "
+                          "--workdir")
+
+
+def _write_run_files(config, workdir, mode, replicas, steps_per_epoch, start_step):
+    """config.json (and its copy beside the checkpoints), versions.json, run.json."""
+    batch = config.training.batch_size
+    run_files.write_json(workdir / "config.json", as_dict(config))
+    with run_files.writing(workdir / "checkpoints", "create"):
+        (workdir / "checkpoints").mkdir(exist_ok=True)
+    run_files.write_json(workdir / "checkpoints" / checkpoints.CONFIG_COPY, as_dict(config))
+    run_files.write_json(workdir / "versions.json", run_files.versions())
+    run_files.write_json(workdir / "run.json", {
+        "command": sys.argv, "mode": mode, "strategy": config.distribute.strategy,
+        "num_replicas": replicas, "global_batch_size": batch,
+        "per_replica_batch_size": batch // replicas, "steps_per_epoch": steps_per_epoch,
+        "total_steps": steps_per_epoch * config.training.epochs,
+        "resumed_from_step": start_step, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+
+
+def _summary_problem(path, step, digest):
+    """Why the train_summary.json at `path` does not describe the finished run (step,
+    weights), or None."""
+    try:
+        summary = run_files.read_json(path)
+    except ConfigError as err:
+        return str(err).split(";")[0]
+    if summary.get("global_step") != step or summary.get("weights_sha256") != digest:
+        return f"{path} does not match the checkpoint (step {step}, weights sha256 {digest})"
+    return None
 
 
 def _steps_per_epoch(config, batch):
@@ -96,24 +140,11 @@ def _steps_per_epoch(config, batch):
     return steps
 
 
-@contextlib.contextmanager
-def _sigterm_as_keyboard_interrupt():
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _train(config, workdir, mode, extra_callbacks):
+def _train(config, workdir, mode, extra_callbacks, held):
+    """Trains and exports; `held` (an ExitStack) keeps the workdir's lock and the SIGTERM
+    handler until the caller is done (train_and_evaluate evaluates under them too)."""
     config, workdir = _prepare(config, workdir, mode)
+    held.enter_context(interruptible())
     strategy = builders.make_strategy(config)
     replicas = strategy.num_replicas_in_sync
     is_chief = strategy.extended.should_checkpoint
@@ -127,7 +158,9 @@ def _train(config, workdir, mode, extra_callbacks):
     # Non-chief workers write their (unused) files to a scratch directory.
     scratch = None if is_chief else pathlib.Path(tempfile.mkdtemp(prefix="rem_tf_worker_"))
     own_dir = workdir if is_chief else scratch
-    own_dir.mkdir(parents=True, exist_ok=True)
+    if is_chief:  # one owner; also the check that the workdir is writable, before any work
+        held.enter_context(run_files.owned(workdir))
+    _check_stored_config(config, workdir)
 
     keras.utils.set_random_seed(config.seed)
     bias = builders.output_bias(config)
@@ -149,16 +182,10 @@ def _train(config, workdir, mode, extra_callbacks):
                      start_step // steps_per_epoch + 1, start_step % steps_per_epoch,
                      steps_per_epoch)
     plan = builders.epoch_plan(start_step, steps_per_epoch, config.training.epochs)
+    if is_chief:
+        checkpoints.repair_state(workdir / "checkpoints")
     if is_chief and plan:
-        run_files.write_json(workdir / "config.json", as_dict(config))
-        run_files.write_json(workdir / "versions.json", run_files.versions())
-        run_files.write_json(workdir / "run.json", {
-            "command": sys.argv, "mode": mode, "strategy": config.distribute.strategy,
-            "num_replicas": replicas, "global_batch_size": batch,
-            "per_replica_batch_size": batch // replicas, "steps_per_epoch": steps_per_epoch,
-            "total_steps": steps_per_epoch * config.training.epochs,
-            "resumed_from_step": start_step, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        })
+        _write_run_files(config, workdir, mode, replicas, steps_per_epoch, start_step)
     elif not plan:
         logging.info("The run in %s is finished (step %d); exporting it again.", workdir,
                      start_step)
@@ -193,15 +220,14 @@ def _train(config, workdir, mode, extra_callbacks):
     if kept is not None:
         kept.start_clock()
     try:
-        with _sigterm_as_keyboard_interrupt():
-            for epoch, offset in plan:
-                dataset, _ = builders.train_dataset(config, batch, epoch, offset)
-                # epochs=E and a stop after this one: the progress bar reads "Epoch e/E".
-                model.fit(
-                    dataset, initial_epoch=epoch, epochs=config.training.epochs,
-                    steps_per_epoch=steps_per_epoch - offset, callbacks=epoch_callbacks,
-                    verbose=verbose, shuffle=False,
-                )
+        for epoch, offset in plan:
+            dataset, _ = builders.train_dataset(config, batch, epoch, offset)
+            # epochs=E and a stop after this one: the progress bar reads "Epoch e/E".
+            model.fit(
+                dataset, initial_epoch=epoch, epochs=config.training.epochs,
+                steps_per_epoch=steps_per_epoch - offset, callbacks=epoch_callbacks,
+                verbose=verbose, shuffle=False,
+            )
     except KeyboardInterrupt:
         step = int(model.optimizer.iterations.numpy())
         if config.distribute.strategy == "multi_worker":  # no collective save without the others
@@ -226,24 +252,34 @@ def _train(config, workdir, mode, extra_callbacks):
         ) from None
 
     step = int(model.optimizer.iterations.numpy())
-    saver.save()
-    digest, abs_sum = run_files.weights_fingerprint(model)
-    task = "chief" if is_chief else f"worker {strategy.cluster_resolver.task_id}"
-    print(f"[{task}] finished at step {step}: weights sha256 {digest} sum|w| {abs_sum:.9g}",
-          flush=True)
-    if not is_chief:
-        shutil.rmtree(scratch, ignore_errors=True)
-        return None, config
-    summary_path = workdir / "train_summary.json"
-    if plan or not summary_path.is_file():  # a finished run's summary is left as it is
-        run_files.write_json(summary_path, {
-            "global_step": step, "epochs": config.training.epochs,
-            "steps_per_epoch": steps_per_epoch, "resumed_from_step": start_step,
-            "final_epoch_metrics": last_logs.logs or callbacks.last_csv_row(log_path),
-            "weights_sha256": digest, "weights_abs_sum": abs_sum,
-            "train_seconds_this_invocation": time.time() - started,
-        })
-    return export_run(model, config, bias, step), config
+    try:
+        saver.save()
+        digest, abs_sum = run_files.weights_fingerprint(model)
+        task = "chief" if is_chief else f"worker {strategy.cluster_resolver.task_id}"
+        print(f"[{task}] finished at step {step}: weights sha256 {digest} sum|w| {abs_sum:.9g}",
+              flush=True)
+        if not is_chief:
+            shutil.rmtree(scratch, ignore_errors=True)
+            return None, config
+        summary_path = workdir / "train_summary.json"
+        # A finished run's summary is left as it is, unless it does not describe the run.
+        missing = not summary_path.is_file()
+        problem = None if plan or missing else _summary_problem(summary_path, step, digest)
+        if problem:
+            logging.warning("%s; rewrote it.", problem)
+        if plan or missing or problem:
+            run_files.write_json(summary_path, {
+                "global_step": step, "epochs": config.training.epochs,
+                "steps_per_epoch": steps_per_epoch, "resumed_from_step": start_step,
+                "final_epoch_metrics": last_logs.logs or callbacks.last_csv_row(log_path),
+                "weights_sha256": digest, "weights_abs_sum": abs_sum,
+                "train_seconds_this_invocation": time.time() - started,
+            })
+        return export_run(model, config, bias, step), config
+    except KeyboardInterrupt:
+        raise Interrupted(f"Interrupted after training (step {step}, checkpoint in "
+                          f"{own_dir / 'checkpoints'}), before the export was complete. Run "
+                          "the same command to export again.", step) from None
 
 
 def export_run(model, config, bias, global_step):
@@ -280,16 +316,18 @@ def export_run(model, config, bias, global_step):
                           "Move it away and run the same command again (the checkpoints are "
                           "kept: it only exports).")
     tmp = workdir / ".model.tmp.keras"
-    plain.save(str(tmp))
-    os.replace(tmp, keras_path)
-    try:
-        saved = export.export(
-            plain, workdir / "saved_model", chunk_size=config.evaluation.chunk_size,
-            elbo_samples=config.evaluation.elbo_samples,
-            metadata={"method": config.method, "config": as_dict(config),
-                      "versions": run_files.versions(), "global_step": global_step},
-        )
-    except ValueError as err:  # <workdir>/saved_model holds other files: never replaced
-        raise ConfigError(f"{err} (--workdir)") from None
+    with run_files.writing(keras_path, clean_up=lambda: tmp.unlink(missing_ok=True)):
+        plain.save(str(tmp))
+        os.replace(tmp, keras_path)
+    with run_files.writing(workdir / "saved_model", "export to"):
+        try:
+            saved = export.export(
+                plain, workdir / "saved_model", chunk_size=config.evaluation.chunk_size,
+                elbo_samples=config.evaluation.elbo_samples,
+                metadata={"method": config.method, "config": as_dict(config),
+                          "versions": run_files.versions(), "global_step": global_step},
+            )
+        except ValueError as err:  # <workdir>/saved_model holds other files: never replaced
+            raise ConfigError(f"{err} (--workdir)") from None
     logging.info("Exported %s and %s.", keras_path, saved)
     return pathlib.Path(saved)

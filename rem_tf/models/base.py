@@ -176,6 +176,7 @@ class GenerativeModel(keras.Model):
                 f"{keras.config.dtype_policy().name!r} (set it back with "
                 f"keras.config.set_dtype_policy('float32'))"
             )
+        _check_float32("the model", self.dtype_policy)
         if seed is not None:
             check_integer("seed", seed, minimum=0)
         self.latent_dim = int(latent_dim)
@@ -211,6 +212,8 @@ class GenerativeModel(keras.Model):
             )
         else:
             decoder = networks.as_layer(decoder, "decoder")
+        for name, network in (("encoder", encoder), ("decoder", decoder)):
+            _check_float32(f"the {name}", getattr(network, "dtype_policy", None))
         self.encoder = encoder
         self.decoder = decoder
         self.seed_generator = keras.random.SeedGenerator(seed, name="particle_seed")
@@ -922,6 +925,16 @@ class GenerativeModel(keras.Model):
             for i in range(0, len(flat), batch_size)
         ]
         return np.concatenate(out) if out else np.zeros([0], np.float32)
+
+
+def _check_float32(what, policy):
+    """ValueError unless the Keras dtype policy `policy` (None: not a Keras layer) is plain
+    float32, e.g. a `dtype` of "float16" or "mixed_float16" in a .keras file's config."""
+    if policy is not None and (policy.name, policy.compute_dtype, policy.variable_dtype) != (
+            "float32", "float32", "float32"):
+        raise ValueError(f"rem_tf models compute in float32; {what} has the Keras dtype policy "
+                         f"{policy.name!r} (a dtype= argument or a .keras file's config); use "
+                         "'float32'")
 
 
 def checked_message(error):
