@@ -3,6 +3,7 @@ r"""Trains, exports and evaluates one rem_tf model: flags → config → `rem_tf
   python run.py --config=configs/quick.py --workdir=/tmp/quick     # minutes on a CPU
   python run.py --method=rem_v2                                    # the paper's settings
   python run.py --mode=evaluate --saved_model=/tmp/quick/saved_model
+  python run.py --mode=evaluate --preset=rem_v2_mnist             # a trained model of the zoo
 
 `--config` (default configs/default.py) holds every setting, `--config.<section>.<field>=v`
 overrides one, and the plain flags override the common ones (they win). The same command
@@ -61,6 +62,8 @@ _MODE = flags.DEFINE_enum("mode", "train_and_evaluate", experiment.config.MODES,
 _SAVED_MODEL = flags.DEFINE_string(
     "saved_model", None,
     "--mode=evaluate: a SavedModel directory or a .keras file; default <workdir>/saved_model.")
+_PRESET = flags.DEFINE_string(
+    "preset", None, "--mode=evaluate: a preset's name (rem_tf.presets.list()) or directory.")
 _EXIT_AFTER_STEP = flags.DEFINE_integer(
     "testing_exit_after_step", None,
     "Testing only: die abruptly (os._exit, no clean-up, like a kill) after this optimizer step.")
@@ -139,10 +142,14 @@ def main(argv):
               "(python run.py --help lists them)")
     console.quiet_library_logs()
     config, mode = config_from_flags(), _MODE.value
+    if _PRESET.value is not None and mode != "evaluate":
+        _fail("--preset needs --mode=evaluate (to go on training a preset, use "
+              "rem_tf.from_preset(name).fit in Python)")
     try:
         if mode == "evaluate":
             chosen = _data_was_chosen()
-            experiment.evaluate(config, _SAVED_MODEL.value, data_from_model=not chosen)
+            experiment.evaluate(config, _SAVED_MODEL.value, preset=_PRESET.value,
+                                data_from_model=not chosen)
             return 0
         if config.workdir is None:
             stem = pathlib.Path(config_flags.get_config_filename(flags.FLAGS["config"])).stem

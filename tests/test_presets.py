@@ -1,6 +1,10 @@
 """rem_tf.presets: the shipped presets and the save → from_preset round trip."""
 
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -162,3 +166,41 @@ def test_shipped_preset_loads_and_reproduces_its_recorded_check(name, mnist_test
     assert abs(nll - check["nll"]) <= max(0.05, check["seed_spread"]), (nll, check)
     for key in presets.HEADLINE_METRICS:
         assert np.isfinite(info["metrics"][key]), key
+
+
+# ------------------------------------------------ the runner: --mode=evaluate --preset
+
+
+def test_the_runner_evaluates_a_preset_like_a_saved_model(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "mnist.npz",  # grey levels 0..255, as the offline copy
+             train=rng.integers(0, 256, (40, 28, 28), dtype=np.uint8),
+             test=rng.integers(0, 256, (30, 28, 28), dtype=np.uint8))
+    model = rem_tf.build_model("iwae", latent_dim=2, hidden_units=(8,), num_particles=3, seed=5)
+    presets.save(model, tmp_path / "tiny_mnist")
+    config = rem_tf.experiment.default_config()
+    config.data.name, config.data.train_split = "mnist", "train"
+    config.data.source, config.data.data_dir = "files", str(tmp_path / "data")
+    config.evaluation.num_samples, config.evaluation.elbo_samples = 20, 5
+    results = rem_tf.experiment.evaluate(config, preset=tmp_path / "tiny_mnist",
+                                         out_dir=tmp_path / "out")
+    images = rem_tf.experiment.builders.eval_images(rem_tf.experiment.check_config(
+        config, "evaluate"))
+    expected = rem_tf.evaluation.evaluate(  # the oracle: the same model, the same seed state
+        rem_tf.from_preset(tmp_path / "tiny_mnist", compile=False), images, num_samples=20,
+        chunk_size=config.evaluation.chunk_size, batch_size=config.evaluation.batch_size,
+        elbo_samples=5)
+    assert results["nll"] == pytest.approx(expected["nll"], abs=1e-4)
+    assert json.loads((tmp_path / "out" / "eval_test.json").read_text())["nll"] == results["nll"]
+    with pytest.raises(rem_tf.experiment.ConfigError, match="unknown preset 'nope'.*--preset"):
+        rem_tf.experiment.evaluate(config, preset="nope")
+
+
+def test_run_py_preset_flag_names_an_unknown_preset_in_one_line():
+    root = pathlib.Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "run.py"), "--mode=evaluate",
+                           "--preset=nope"], capture_output=True, text=True, timeout=300,
+                          cwd=root, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown preset 'nope'")

@@ -1,6 +1,8 @@
-"""Evaluating a trained model: load a SavedModel or .keras file, evaluate, write eval_<split>.json.
+"""Evaluating a trained model: load a SavedModel, .keras file or preset, evaluate, write
+eval_<split>.json.
 
     results = evaluate(config, "runs/quick/saved_model")   # also prints a table
+    results = evaluate(config, preset="rem_v2_mnist")        # a shipped preset or its directory
 """
 
 import pathlib
@@ -10,18 +12,19 @@ import keras
 from absl import logging
 
 import rem_tf  # noqa: F401 - registers the model classes that .keras files name
-from rem_tf import evaluation, export
+from rem_tf import evaluation, export, presets
 from rem_tf.experiment import builders, workdir as run_files
 from rem_tf.experiment.config import check_config, with_defaults
 from rem_tf.experiment.errors import ConfigError, Interrupted, interruptible
 
 
 def check_model_path(path):
-    """`path` as a Path if it is a SavedModel directory or a .keras file; else ConfigError."""
+    """`path` as a Path if it is a SavedModel, preset directory or .keras file; else ConfigError."""
     path = pathlib.Path(path)
     if path.is_dir():
-        if not export.is_saved_model(path):
-            raise ConfigError(f"{path} is a directory but not a SavedModel (no saved_model.pb)")
+        if not (export.is_saved_model(path) or presets.is_preset(path)):
+            raise ConfigError(f"{path} is a directory but neither a SavedModel (no "
+                              f"saved_model.pb) nor a preset (no {presets.METADATA_FILE})")
     elif path.suffix == ".keras":
         if not path.is_file():
             raise ConfigError(f"no .keras file at {path}")
@@ -36,6 +39,8 @@ def stored_config(path):
     None if there is none; ConfigError if the file holding it is not valid JSON.
     """
     path = pathlib.Path(path)
+    if presets.is_preset(path):
+        return presets.metadata(path).get("config")
     if path.is_dir():
         info = path / "assets.extra" / export.METADATA_FILE
         fix = "export the model again (run its training command again)"
@@ -46,13 +51,17 @@ def stored_config(path):
 
 
 def load_model(path, config):
-    """(model, input shape, chunk size, ELBO samples) of a SavedModel or .keras file.
+    """(model, input shape, chunk size, ELBO samples) of a SavedModel, preset or .keras file.
 
-    A SavedModel brings its own chunk size and ELBO samples; a .keras model
-    uses `evaluation.chunk_size` and `evaluation.elbo_samples`.
+    A SavedModel brings its own chunk size and ELBO samples; a preset or .keras
+    model uses `evaluation.chunk_size` and `evaluation.elbo_samples`.
     """
     fix = "train or export it again, or give another --saved_model"
     try:
+        if presets.is_preset(path):
+            model = presets.from_preset(path, compile=False)
+            return (model, tuple(model.image_shape), config.evaluation.chunk_size,
+                    config.evaluation.elbo_samples)
         if path.is_dir():
             model = export.load(path)
             info = export.metadata(path)
@@ -67,8 +76,8 @@ def load_model(path, config):
             config.evaluation.elbo_samples)
 
 
-def evaluate(config, model_path=None, out_dir=None, *, data_from_model=False):
-    """Evaluates the SavedModel / .keras file at `model_path`; writes <out_dir>/eval_<split>.json.
+def evaluate(config, model_path=None, out_dir=None, *, preset=None, data_from_model=False):
+    """Evaluates a SavedModel, .keras file or preset; writes <out_dir>/eval_<split>.json.
 
     Reads `data.*` and `evaluation.*` (split, num_samples, chunk_size,
     batch_size, elbo_samples, active_units_threshold, num_examples, proposal);
@@ -78,10 +87,12 @@ def evaluate(config, model_path=None, out_dir=None, *, data_from_model=False):
 
     Args:
       config: an `ml_collections.ConfigDict` like configs/default.py's.
-      model_path: a SavedModel directory or a `.keras` file; default
-        `<config.workdir>/saved_model`.
+      model_path: a SavedModel directory, a preset directory or a `.keras` file;
+        default `<config.workdir>/saved_model`.
       out_dir: where eval_<split>.json goes; default `config.workdir`, else the
-        directory holding the model.
+        directory holding the model (for a preset: `runs/preset-<name>`).
+      preset: instead of `model_path`, a shipped preset's name (`rem_tf.presets.list()`)
+        or a preset directory.
       data_from_model: evaluate on the data the model was trained on (the `data`
         section stored with it) instead of `config.data`.
 
@@ -97,6 +108,15 @@ def evaluate(config, model_path=None, out_dir=None, *, data_from_model=False):
       rem_tf.data.DataError: missing or bad data files.
     """
     workdir = config.get("workdir")
+    if preset is not None:
+        if model_path is not None:
+            raise ConfigError("give a preset (--preset) or a model path (--saved_model), not both")
+        try:
+            model_path = presets.directory_of(preset)
+        except presets.PresetError as err:
+            raise ConfigError(f"{err} (--preset)") from None
+        # A shipped preset lives inside the package: its results go to the current directory.
+        out_dir = out_dir or workdir or pathlib.Path("runs") / f"preset-{model_path.name}"
     if model_path is None and workdir is None:
         raise ConfigError("--mode=evaluate needs --saved_model=DIR (or a .keras file) or --workdir")
     path = check_model_path(model_path or pathlib.Path(workdir) / "saved_model")

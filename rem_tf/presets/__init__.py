@@ -52,8 +52,17 @@ class PresetError(ValueError):
     """A preset that cannot be found, read or trusted (one line saying which and why)."""
 
 
+def is_preset(path):
+    """Whether `path` is a directory holding a preset (its metadata.json of this format)."""
+    path = pathlib.Path(path) / METADATA_FILE
+    try:
+        return path.is_file() and json.loads(path.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return False
+
+
 def _shipped_names():
-    return sorted(p.name for p in SHIPPED.iterdir() if (p / METADATA_FILE).is_file())
+    return sorted(p.name for p in SHIPPED.iterdir() if is_preset(p))
 
 
 def directory_of(name_or_directory):
