@@ -1,6 +1,9 @@
-"""Installs rem_tf: `pip install .` (add `[test]` for the test tools)."""
+"""Installs rem_tf: `pip install .` (add `[test]` for the test tools, `[docs]` for the docs)."""
 
 from setuptools import find_packages, setup
+
+# The documentation's tools; the tests build the docs (tests/test_docs.py), so `[test]` has them.
+DOCS_REQUIREMENTS = ["sphinx>=7.2", "myst-parser>=2.0", "furo>=2024.1"]
 
 setup(
     name="rem_tf",
@@ -28,5 +31,8 @@ setup(
         "matplotlib>=3.7",
         "tensorboard>=2.16",  # keras.callbacks.TensorBoard and `tensorboard --logdir` need it
     ],
-    extras_require={"test": ["pytest>=7", "pytest-xdist>=3"]},
+    extras_require={
+        "test": ["pytest>=7", "pytest-xdist>=3", *DOCS_REQUIREMENTS],
+        "docs": DOCS_REQUIREMENTS,
+    },
 )

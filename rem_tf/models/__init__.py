@@ -24,3 +24,4 @@ METHODS = {
     "ciwae": CIWAE,
     "piwae": PIWAE,
 }
+"""The methods by name (also `rem_tf.METHODS`): `rem_tf.build_model(name, ...)` builds one."""
