@@ -370,7 +370,7 @@ CASES = [
          TypeError, "model must be a rem_tf GenerativeModel", new_api=True),
     Case("export(): over a directory that is not a SavedModel (never replaced)",
          lambda c: export_to(c, "user_dir", make_dir=True), ValueError,
-         "exists and is not a SavedModel directory; it is not replaced", new_api=True),
+         "which rem_tf.export did not write; nothing is replaced or deleted", new_api=True),
     Case("evaluate(): num_samples 2**31",
          lambda c: evaluation.evaluate(c.model, c.x, num_samples=2**31), ValueError, NUM),
 ]
