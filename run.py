@@ -8,7 +8,7 @@ r"""Trains, exports and evaluates one rem_tf model: flags → config → `rem_tf
 `--config` (default configs/default.py) holds every setting, `--config.<section>.<field>=v`
 overrides one, and the plain flags override the common ones (they win). The same command
 again resumes the run. This file only turns flags into a config for `rem_tf.experiment`
-(README, "Experiments: run.py") and its errors into one line and an exit status: 2 for a
+(docs/experiments.md) and its errors into one line and an exit status: 2 for a
 bad flag, value, path or file (also a workdir another run holds, or one that cannot be
 written), 130 for Ctrl-C / SIGTERM, 1 for a NaN loss.
 """

@@ -17,7 +17,7 @@ al.'s data-mean start). Evaluated with K = 5000 on all test digits.
 
 Time: a REM v2 step at K = 1000 costs about 1.6 CPU-seconds on the AMD EPYC (AVX2) of the
 runs in RESULTS.md, one TensorFlow thread (an IWAE step 1.0); the 2-core Intel Xeon of
-the README's benchmarks ran about 3.5 REM steps per second with both threads.
+the benchmarks (docs/benchmarks.md) ran about 3.5 REM steps per second with both threads.
 """
 
 from configs import default

@@ -22,8 +22,7 @@ kind the oneDNN / XLA kernels round differently and the numbers move slightly:
 NLL 102.64 on an AVX-512 CPU against 102.49 on AVX2).
 
 Your own images instead: `--config.data.source=npz --config.data.path=mine.npz`
-(an .npz with arrays "train" and "test" of any image shape; README, "Your own
-data").
+(an .npz with arrays "train" and "test" of any image shape; docs/own_data.md).
 """
 
 from configs import default

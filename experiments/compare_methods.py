@@ -338,7 +338,8 @@ def write_results_md(results, fig2, args, meta):
            "seed-to-seed variation was not measured, so differences of a few tenths of a nat "
            "should not be read as significant. ")
         + f"Train times were measured on a machine whose two "
-        f"cores were at times shared with other jobs; the README's benchmark table has clean "
+        f"cores were at times shared with other jobs; the benchmark table "
+        f"(docs/benchmarks.md) has clean "
         f"speed numbers.",
         "",
         f"NLL is −log p(x) estimated with K = {k} importance samples from the encoder "

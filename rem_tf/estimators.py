@@ -133,7 +133,7 @@ def moment_match(z, weights, covariance="unweighted", ridge=1e-6):
     `weighted`, and σ² (1/ESS + (K − 2 + K/ESS) / (K − 1)) with `unweighted`:
     3σ² at K = 2 with one dominant weight, → σ² only as K and ESS grow. REM fits
     the encoder to samples of s, reweighted by β; at small K that reweighting is
-    too weak to undo the `unweighted` excess (README, "REM at small K").
+    too weak to undo the `unweighted` excess (docs/methods.md, "REM at small K").
 
     The moments are computed in float64: with K < L (or weights concentrated
     on fewer than L particles) the scatter is rank-deficient, and a ridge of

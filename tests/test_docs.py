@@ -1,8 +1,7 @@
 """The documentation: `sphinx-build -W` passes, and every Python example of the guide runs.
 
-The examples are the fenced ```python blocks of docs/*.md and of the README (README.new.md
-while it exists, else README.md). The blocks of one page run in order in one namespace, in
-a temporary directory, each as one test. Before running, a block is made small:
+The examples are the fenced ```python blocks of docs/*.md and of README.md. The blocks of
+one page run in order in one namespace, in a temporary directory, each as one test. Before running, a block is made small:
 
 - always: `epochs=N` -> `epochs=1`, `num_particles=N` -> at most 4, `num_samples=N` -> at
   most 16, and `/tmp/` -> the page's temporary directory;
@@ -27,7 +26,7 @@ import pytest
 from test_run_common import REPO, tiny_fields, write_tiny_mnist
 
 DOCS = REPO / "docs"
-README = REPO / "README.new.md" if (REPO / "README.new.md").is_file() else REPO / "README.md"
+README = REPO / "README.md"
 MAX_README_LINES = 150
 
 _FENCE_OPEN, _FENCE_CLOSE = "```python", "```"

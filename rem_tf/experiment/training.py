@@ -246,7 +246,7 @@ def _train(config, workdir, mode, extra_callbacks, held):
             "(--num_particles), a lower learning rate (--config.training.learning_rate) or a "
             "larger --config.training.adam_epsilon"
             + (f"; for {config.method} at K = {config.training.num_particles}, "
-               "--config.model.covariance=weighted (README, \"REM at small K\")"
+               "--config.model.covariance=weighted (docs/methods.md, \"REM at small K\")"
                if config.model.covariance == "unweighted" and config.training.num_particles
                < getattr(model, "min_stable_unweighted_particles", 0) else "")
         ) from None

@@ -16,7 +16,7 @@ class REMBase(GenerativeModel):
     mean is 2–3σ² per coordinate (see `estimators.moment_match`); η is fitted to these
     samples, and with K < `min_stable_unweighted_particles` the weights β are too
     few to pull the fit back, so the encoder's scale grows every step until the
-    loss is NaN (README, "REM at small K"). Such models warn when built.
+    loss is NaN (docs/methods.md, "REM at small K"). Such models warn when built.
     """
 
     min_particles = 2
