@@ -73,9 +73,9 @@ def directory_of(name_or_directory):
     """
     path = pathlib.Path(os.fspath(name_or_directory))
     if path.is_dir():
-        if not (path / METADATA_FILE).is_file():
-            raise PresetError(f"{path} is a directory but not a preset (no {METADATA_FILE}); "
-                              "write one with rem_tf.presets.save")
+        if not is_preset(path):
+            raise PresetError(f"{path} is a directory but not a preset (no {METADATA_FILE} of "
+                              f"format {FORMAT}); write one with rem_tf.presets.save")
         return path
     names = _shipped_names()
     if isinstance(name_or_directory, str) and name_or_directory in names:
