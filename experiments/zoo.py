@@ -376,8 +376,10 @@ def section(zoo):
     for method, row in sorted(rows.items(), key=lambda kv: (kv[1]["test_nll"] or 1e9, kv[0])):
         gap = (row["train_nll"] - row["test_nll"]) if row["evaluated"] and row["train_nll"] \
             else None
-        epochs_cell = (f"{row['epochs']}" if row["evaluated"]
-                       else f"{row['epochs']} of {row['epochs_planned']} (training; curve only)")
+        epochs_cell = (f"{row['epochs']}" if row["evaluated"] else
+                       f"{row['epochs']} (finished; curve only, not yet evaluated)"
+                       if row["epochs"] == row["epochs_planned"] else
+                       f"{row['epochs']} of {row['epochs_planned']} (training; curve only)")
         lines.append(
             f"| {'`' + method + '_mnist`' if row['evaluated'] else '–'} | {method} | "
             f"{epochs_cell} | {fmt(row['test_nll'])} | {fmt(row['test_nll_shifted'])} | "
