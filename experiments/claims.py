@@ -80,7 +80,8 @@ def equal_time_text(methods, reference, paper):
         method_points = points(method)
         for (cpu_0, nll_0), (cpu_1, nll_1) in zip(method_points, method_points[1:]):
             if cpu_0 <= cpu <= cpu_1:
-                nll = nll_0 + (cpu - cpu_0) / (cpu_1 - cpu_0) * (nll_1 - nll_0)
+                nll = nll_1 if cpu_1 == cpu_0 else (  # equal times: tiny runs
+                    nll_0 + (cpu - cpu_0) / (cpu_1 - cpu_0) * (nll_1 - nll_0))
                 at_cpu.append(f"{NAMES.get(method, method)} {nll:.2f}")
                 break
     if not at_cpu:
