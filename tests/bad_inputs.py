@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import io
 import re
+import shutil
 from typing import Any, Callable, Optional
 
 import keras
@@ -187,16 +188,14 @@ class Context:
         return self.once("run_dir", make)
 
     def copy_run(self, name):
-        import shutil  # noqa: PLC0415
-
         target = self.tmp / "copies" / name
         shutil.copytree(self.run_dir, target)
         return target
 
 
-@pytest.fixture(scope="module")
-def ctx(tmp_path_factory):
-    """A test file's `Context`; import it into a test module to use it."""
+@pytest.fixture(scope="module", name="ctx")
+def ctx_fixture(tmp_path_factory):
+    """The fixture `ctx`: a test file's `Context`; import it into a test module to use it."""
     keras.utils.set_random_seed(2019)
     return Context(tmp_path_factory.mktemp("bad_inputs"))
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from bad_inputs import Outcome, bad, check, ctx, good, params  # noqa: F401 - ctx is a fixture
+from bad_inputs import Outcome, bad, check, good, params
+from bad_inputs import ctx_fixture  # noqa: F401 - the fixture ctx
 from rem_tf import data
 from rem_tf.data import offline
 

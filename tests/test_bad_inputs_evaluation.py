@@ -4,7 +4,8 @@ format_table. The machinery: bad_inputs.py."""
 import numpy as np
 import pytest
 
-from bad_inputs import bad, check, ctx, evaluate, good, half, params, with_nan  # noqa: F401 - ctx is a fixture
+from bad_inputs import bad, check, evaluate, good, half, params, with_nan
+from bad_inputs import ctx_fixture  # noqa: F401 - the fixture ctx
 from rem_tf import evaluation
 
 _DEFAULT = object()

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import rem_tf
-from bad_inputs import Outcome, bad, changed, check, ctx, files, good, params, quiet  # noqa: F401 - ctx is a fixture
+from bad_inputs import Outcome, bad, changed, check, files, good, params, quiet
+from bad_inputs import ctx_fixture  # noqa: F401 - the fixture ctx
 from rem_tf import data, experiment
 
 CE = experiment.ConfigError

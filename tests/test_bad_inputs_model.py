@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 import rem_tf
-from bad_inputs import SMALL, bad, check, ctx, finite, fit, good, half, params, with_nan  # noqa: F401 - ctx is a fixture
+from bad_inputs import SMALL, bad, check, finite, fit, good, half, params, with_nan
+from bad_inputs import ctx_fixture  # noqa: F401 - the fixture ctx
 
 METHODS = sorted(rem_tf.METHODS)
 NUM = "num_samples"
@@ -495,7 +496,8 @@ def encode_decode_sample_cases():
         ("-1", (-1,), "num_samples must be an integer"), ("2.5", (2.5,), "num_samples"),
         ("'3'", ("3",), "num_samples"), ("None", (None,), "num_samples"),
         ("True", (True,), "num_samples"), ("2**31", (2**31,), "num_samples"),
-        ("seed -1", (2, -1), "seed"), ("seed 'a'", (2, "a"), "seed"), ("seed 1.5", (2, 1.5), "seed"),
+        ("seed -1", (2, -1), "seed"), ("seed 'a'", (2, "a"), "seed"),
+        ("seed 1.5", (2, 1.5), "seed"),
     ]:
         yield model(f"sample: {label}", lambda c, a=args: c.model.sample(*a), match=match)
     yield model_ok("sample: 0 -> [0, 16]", lambda c: c.model.sample(0),

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from bad_inputs import Outcome, bad, changed, check, ctx, files, good, params  # noqa: F401 - ctx is a fixture
+from bad_inputs import Outcome, bad, changed, check, files, good, params
+from bad_inputs import ctx_fixture  # noqa: F401 - the fixture ctx
 from test_run_common import run_py, tiny_args
 
 

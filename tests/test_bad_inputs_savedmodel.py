@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bad_inputs import Outcome, bad, check, ctx, finite, good, half, params, with_nan  # noqa: F401 - ctx is a fixture
+from bad_inputs import Outcome, bad, check, finite, good, half, params, with_nan
+from bad_inputs import ctx_fixture  # noqa: F401 - the fixture ctx
 from rem_tf import export
 
 TFI = tf.errors.InvalidArgumentError
