@@ -50,3 +50,27 @@ def binary_data():
         flips = rng.random((n, 16)) < 0.05
         return (prototypes[labels] ^ flips).astype(np.float32)
     return draw(400), draw(100)
+
+
+# ---- bad-input summary: outcome counts per entry point of the test_bad_inputs_*.py cases that
+# ran. Each records ("bad_input", (entry, outcome)) in its report's user_properties, which
+# pytest-xdist sends to the controller, so this counts on the process that prints.
+BAD_INPUT_COUNTS = {}  # {entry: {outcome: count}}
+
+
+def pytest_runtest_logreport(report):
+    for key, value in report.user_properties:
+        if key == "bad_input" and report.when == "call":
+            entry, outcome = value
+            counts = BAD_INPUT_COUNTS.setdefault(entry, {})
+            counts[outcome] = counts.get(outcome, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not BAD_INPUT_COUNTS:
+        return
+    outcomes = ("CLEAR", "OK", "UNCLEAR", "SILENT", "LOST")
+    terminalreporter.section("bad inputs: outcomes per entry point")
+    for entry, counts in sorted(BAD_INPUT_COUNTS.items()):
+        terminalreporter.write_line(f"{entry:10s} {sum(counts.values()):4d}: " + " / ".join(
+            f"{outcome} {counts.get(outcome, 0)}" for outcome in outcomes))
