@@ -35,7 +35,6 @@ def as_functions(model_or_loaded, *, chunk_size=200, elbo_samples=100):
         ELBO samples were fixed when it was exported).
     """
     from rem_tf.export import ModelFunctions  # noqa: PLC0415 (keeps imports light)
-    from rem_tf.models.base import GenerativeModel  # noqa: PLC0415
 
     if isinstance(model_or_loaded, GenerativeModel):
         return ModelFunctions(model_or_loaded, chunk_size=chunk_size, elbo_samples=elbo_samples)

@@ -2,8 +2,9 @@
 and export.
 
 - Arguments: `is_integer` / `check_integer` (the one integer check), `as_numeric_array`,
-  `check_choice`, `check_sizes`, `check_positive_number`, `check_decoder_output_bias`, the
-  float32 checks, the integer limits and the valid choices (`PROPOSALS`, `SCALE_ACTIVATIONS`).
+  `check_choice`, `check_sizes`, `check_positive_number`, `check_decoder_output_bias`,
+  `check_probe_scale`, the float32 checks, the integer limits and the valid choices
+  (`PROPOSALS`, `SCALE_ACTIVATIONS`).
 - In-graph checks: `in_graph_check` asserts with a message starting with `CHECK_MARKER`;
   `checked_message` finds it in a TensorFlow error, so callers can raise a plain ValueError.
 - A model's input (functions over a `GenerativeModel`, as Keras's data adapters are over
@@ -99,6 +100,16 @@ def check_decoder_output_bias(bias, own_decoder):
         )
     if bias is not None and not np.all(np.isfinite(as_numeric_array(bias, "decoder_output_bias"))):
         raise ValueError("decoder_output_bias must hold finite numbers (no NaN or Inf)")
+
+
+def check_probe_scale(scale):
+    """ValueError unless the scale [B, L] of a user's encoder on an all-zeros batch is > 0."""
+    if not np.all(scale.numpy() > 0):
+        raise ValueError(
+            "the encoder's scale must be > 0; on an all-zeros batch it returned "
+            f"{scale.numpy()[0].tolist()}. Apply e.g. softplus or exp to its scale head "
+            "(rem_tf.networks.GaussianEncoder does)."
+        )
 
 
 def check_float32(what, policy):

@@ -97,9 +97,9 @@ class GenerativeModel(Trainer, keras.Model):
                  fused_likelihood: bool = True, encoder=None, decoder=None, likelihood="bernoulli",
                  **kwargs):
         super().__init__(**kwargs)
-        validation.check_integer("latent_dim", latent_dim)
-        validation.check_integer("num_particles", num_particles)
-        if int(num_particles) < self.min_particles:
+        self.latent_dim = validation.check_integer("latent_dim", latent_dim)
+        self.num_particles = validation.check_integer("num_particles", num_particles)
+        if self.num_particles < self.min_particles:
             raise ValueError(
                 f"{type(self).__name__} needs num_particles >= {self.min_particles}, "
                 f"got {num_particles}"
@@ -113,9 +113,7 @@ class GenerativeModel(Trainer, keras.Model):
         validation.check_float32("the model", self.dtype_policy)
         if seed is not None:
             validation.check_integer("seed", seed, minimum=0)
-        self.latent_dim = int(latent_dim)
         self.hidden_units = hidden_units
-        self.num_particles = int(num_particles)
         # Per example, as the argument (Keras's Functional models' `input_shape` has the batch).
         self.input_shape = input_shape
         self.data_dim = int(np.prod(self.input_shape))
@@ -158,12 +156,7 @@ class GenerativeModel(Trainer, keras.Model):
         if not self._builtin_encoder:
             outputs = self.encoder(tf.zeros([2, *self.input_shape]))
             _, scale = networks.encoder_outputs(outputs, self.latent_dim, 2)
-            if not np.all(scale.numpy() > 0):
-                raise ValueError(
-                    "the encoder's scale must be > 0; on an all-zeros batch it returned "
-                    f"{scale.numpy()[0].tolist()}. Apply e.g. softplus or exp to its scale head "
-                    "(rem_tf.networks.GaussianEncoder does)."
-                )
+            validation.check_probe_scale(scale)
         params = self.decode_flat(tf.zeros([3, self.latent_dim]))  # [3, D]
         self.likelihood.log_prob(tf.zeros([3, self.data_dim]), params)
 
