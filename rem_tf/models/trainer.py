@@ -13,7 +13,7 @@ and `proposal_optimizer` updates η.
 import keras
 import tensorflow as tf
 
-from rem_tf import _keras_compat, validation
+from rem_tf import keras_compat, validation
 from rem_tf.models import learning_rates
 
 
@@ -104,7 +104,7 @@ class Trainer:
     def _run_checked(self, run, *args, **kwargs):
         """run(*args, **kwargs), a failed rem_tf in-graph check raised as a ValueError."""
         if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            _keras_compat.patch_multi_worker_metric_reduction()
+            keras_compat.patch_multi_worker_metric_reduction()
         try:
             return run(*args, **kwargs)
         except tf.errors.InvalidArgumentError as error:
