@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from rem_tf.validation import SCALE_ACTIVATIONS, check_choice
+
 SCALE_FLOOR = 1e-6  # added to every built-in encoder scale: strictly positive
 
 

@@ -23,7 +23,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from rem_tf import estimators, likelihoods, networks, validation
-from rem_tf.models import datasets as input_datasets, sampling
+from rem_tf.models import datasets as input_datasets
+from rem_tf.models import sampling
 from rem_tf.models.trainer import Trainer, global_batch_size
 from rem_tf.networks import Decoder, Encoder
 
