@@ -55,6 +55,8 @@ html_static_path = []
 API_MODULES = {
     "rem_tf": "api/rem_tf",
     "rem_tf.models": "api/models",
+    "rem_tf.models.trainer": "api/trainer",
+    "rem_tf.models.sampling": "api/sampling",
     "rem_tf.estimators": "api/estimators",
     "rem_tf.likelihoods": "api/likelihoods",
     "rem_tf.networks": "api/networks",
@@ -64,6 +66,8 @@ API_MODULES = {
     "rem_tf.experiment": "api/experiment",
     "rem_tf.presets": "api/presets",
     "rem_tf.schedules": "api/schedules",
+    "rem_tf.validation": "api/validation",
+    "rem_tf.keras_compat": "api/keras_compat",
 }
 
 

@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from rem_tf import estimators
 from rem_tf.models import datasets as input_datasets
-from rem_tf.models.base import PROPOSALS, as_numeric_array, checked_message
+from rem_tf.models.base import GenerativeModel
+from rem_tf.validation import PROPOSALS, as_numeric_array, check_array, checked_message
 
 _LOG_LIKELIHOOD_FUNCTIONS = {"encoder": "log_likelihood", "shifted": "log_likelihood_shifted"}
 
@@ -34,7 +35,6 @@ def as_functions(model_or_loaded, *, chunk_size=200, elbo_samples=100):
         ELBO samples were fixed when it was exported).
     """
     from rem_tf.export import ModelFunctions  # noqa: PLC0415 (keeps imports light)
-    from rem_tf.models.base import GenerativeModel  # noqa: PLC0415
 
     if isinstance(model_or_loaded, GenerativeModel):
         return ModelFunctions(model_or_loaded, chunk_size=chunk_size, elbo_samples=elbo_samples)
@@ -135,8 +135,8 @@ def evaluate(
         raise ValueError(f"expected a non-empty batch of images, got shape {images.shape}")
     if proposal not in PROPOSALS:
         raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
-    if hasattr(model_or_loaded, "_check_array"):  # a live model: its likelihood's support
-        images = model_or_loaded._check_array(images, name="images")
+    if isinstance(model_or_loaded, GenerativeModel):  # a live model: its likelihood's support
+        images = check_array(model_or_loaded, images, name="images")
     functions = as_functions(model_or_loaded, chunk_size=chunk_size, elbo_samples=elbo_samples)
     images = _as_input_shape(images, functions)
     log_likelihood = getattr(functions, _LOG_LIKELIHOOD_FUNCTIONS[proposal], None)

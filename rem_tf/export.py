@@ -56,7 +56,8 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from rem_tf.models.base import _INT32_MAX, GenerativeModel, check_integer, in_graph_check
+from rem_tf.models.base import GenerativeModel
+from rem_tf.validation import INT32_MAX, check_integer, in_graph_check
 
 SIGNATURES = ("log_likelihood", "log_likelihood_shifted", "elbo", "encode", "decode", "sample")
 SERVING_DEFAULT = "log_likelihood"  # the signature TF Serving and saved_model_cli use unnamed
@@ -90,8 +91,8 @@ class ModelFunctions(tf.Module):
         super().__init__(name=name)
         if not isinstance(model, GenerativeModel):
             raise TypeError(f"model must be a rem_tf GenerativeModel, got {type(model).__name__}")
-        check_integer("chunk_size", chunk_size, maximum=_INT32_MAX)
-        check_integer("elbo_samples", elbo_samples, maximum=_INT32_MAX)
+        check_integer("chunk_size", chunk_size, maximum=INT32_MAX)
+        check_integer("elbo_samples", elbo_samples, maximum=INT32_MAX)
         self.chunk_size = int(chunk_size)
         self.elbo_samples = int(elbo_samples)
         # Tracked so that the SavedModel holds every variable the functions use
@@ -101,7 +102,7 @@ class ModelFunctions(tf.Module):
         self.model_variables = [
             v.value if isinstance(v, keras.Variable) else v for v in model.variables
         ]
-        image_shape = tuple(model.image_shape)
+        input_shape = tuple(model.input_shape)
         data_dim = int(model.data_dim)
         latent_dim = int(model.latent_dim)
         chunk_size, elbo_samples = self.chunk_size, self.elbo_samples
@@ -118,7 +119,7 @@ class ModelFunctions(tf.Module):
             flat = tf.reshape(x, [-1, data_dim])  # [B, D]
             return checked(flat, likelihood.valid(flat), likelihood.values_message())
 
-        image_spec = tf.TensorSpec([None, *image_shape], tf.float32, name="x")
+        image_spec = tf.TensorSpec([None, *input_shape], tf.float32, name="x")
 
         # int64: TensorFlow wraps a Python int that does not fit an int32 input around
         # (2**32 + 5 -> 5) before any check could see it; an int64 input holds any K
@@ -164,7 +165,7 @@ class ModelFunctions(tf.Module):
 
         def decoded(z):
             z = checked(z, tf.reduce_all(tf.math.is_finite(z)), f"z must be finite {_FINITE}")
-            return tf.reshape(model.decode(z), [-1, *image_shape])  # [B, *input_shape]
+            return tf.reshape(model.decode(z), [-1, *input_shape])  # [B, *input_shape]
 
         @tf.function(input_signature=[z_spec])
         def decode(z):
@@ -236,7 +237,7 @@ def export(model, path, *, chunk_size=200, elbo_samples=100, metadata=None):
     info = {
         "format": "rem_tf.export/1",
         "class": type(model).__name__,
-        "input_shape": list(model.image_shape),
+        "input_shape": list(model.input_shape),
         "latent_dim": int(model.latent_dim),
         "likelihood": model.likelihood.describe(),
         "decode_outputs": sorted(functions.decode_parameters.get_concrete_function().structured_outputs),
@@ -270,6 +271,34 @@ def export(model, path, *, chunk_size=200, elbo_samples=100, metadata=None):
         if tmp.is_dir():
             shutil.rmtree(tmp)
     return str(path)
+
+
+def keras_export(model, filepath, format="tf_saved_model", verbose=None, input_signature=None,
+                 **kwargs):
+    """Keras's `model.export` for a rem_tf model (what `GenerativeModel.export` calls): `export`.
+
+    Args:
+      model: a built `GenerativeModel`.
+      filepath: the SavedModel directory (an earlier export there is replaced).
+      format: "tf_saved_model" only.
+      verbose: print where it was written (default True, as Keras).
+      input_signature: must be None: the signatures are fixed (`SIGNATURES`).
+      **kwargs: `chunk_size`, `elbo_samples`, `metadata` of `export`.
+
+    Returns:
+      `filepath` as a string.
+    """
+    if format != "tf_saved_model":
+        raise ValueError(f"{type(model).__name__}.export writes format='tf_saved_model' "
+                         f"only, got format={format!r}")
+    if input_signature is not None:
+        raise ValueError("input_signature must be None: a rem_tf model exports fixed "
+                         "signatures (log_likelihood, encode, decode, ...; see rem_tf.export)")
+    path = export(model, filepath, **kwargs)
+    if verbose is None or verbose:
+        print(f"Saved the SavedModel at {path}: signatures {', '.join(SIGNATURES)}; "
+              f"serving_default = {SERVING_DEFAULT}")
+    return path
 
 
 def _foreign_entry(directory):

@@ -20,7 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-SCALE_ACTIVATIONS = ("exp", "softplus")
+from rem_tf.validation import SCALE_ACTIVATIONS, check_choice
+
 SCALE_FLOOR = 1e-6  # added to every built-in encoder scale: strictly positive
 
 
@@ -31,10 +32,7 @@ def positive_scale(raw, scale_activation):
 
 
 def _check_scale_activation(scale_activation):
-    if scale_activation not in SCALE_ACTIVATIONS:
-        raise ValueError(
-            f"scale_activation must be one of {SCALE_ACTIVATIONS}, got {scale_activation!r}"
-        )
+    check_choice("scale_activation", scale_activation, SCALE_ACTIVATIONS)
 
 
 def _dense_stack(hidden_units, activation, name):

@@ -289,7 +289,7 @@ def test_keras_file_and_saved_model_of_custom_networks_give_the_same_log_likelih
     z = model.encode(x)[0]
     np.testing.assert_allclose(loaded.decode(z).numpy(), model.decode(z).numpy(), rtol=1e-5,
                                atol=1e-6)
-    assert loaded.sample(3).shape == (3, *model.image_shape)
+    assert loaded.sample(3).shape == (3, *model.input_shape)
     assert export.metadata(path)["decode_outputs"] == (["logits"] if kind == "binary"
                                                        else ["params"])
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import RUN_SLOW
-from rem_tf import _keras_compat
+from rem_tf import keras_compat
 from test_run_common import (
     REPO, environment, read_csv, read_json, train_command, train_in_subprocess, write_tiny_mnist,
 )
@@ -240,6 +240,6 @@ def test_mirrored_training_resumes_exactly(tmp_path, strategy):
 
 
 def test_the_multi_worker_work_around_patches_only_the_keras_versions_with_the_bug():
-    assert _keras_compat.needs_patch("3.15.1") and _keras_compat.needs_patch("3.3.0")
-    assert not _keras_compat.needs_patch("3.16.0") and not _keras_compat.needs_patch("4.0.0rc1")
-    assert not _keras_compat.needs_patch("2.15.0")
+    assert keras_compat.needs_patch("3.15.1") and keras_compat.needs_patch("3.3.0")
+    assert not keras_compat.needs_patch("3.16.0") and not keras_compat.needs_patch("4.0.0rc1")
+    assert not keras_compat.needs_patch("2.15.0")

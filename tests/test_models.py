@@ -274,17 +274,17 @@ def test_keras_tensorboard_writes_both_learning_rates(binary_data, tmp_path):
 
 
 def test_log_likelihood_counts_particles_in_int64_beyond_2_31():
-    # K = 2**31 − 1 cannot be run here; the particle counting `_importance_pass` uses for
+    # K = 2**31 − 1 cannot be run here; the particle counting `sampling.importance_pass` uses for
     # it is checked instead (in int32, i · C overflowed and the last chunks were masked
     # out): ⌈K / C⌉ chunks, all of chunk n − 2 kept, exactly the remaining ones of chunk
     # n − 1, and log K finite.
-    base = rem_tf.GenerativeModel
+    base = rem_tf.models.sampling
     for num_samples, chunk in ((2**31 - 1, 200), (2**31 + 7, 200), (2**62 + 1, 4096)):
-        k, c, n = base._chunk_counts(tf.constant(num_samples), chunk)
+        k, c, n = base.chunk_counts(tf.constant(num_samples), chunk)
         assert int(n) == -(-num_samples // chunk)
-        assert np.all(base._chunk_mask(k, c, n - 2).numpy())
-        kept = int(np.sum(base._chunk_mask(k, c, n - 1).numpy()))
+        assert np.all(base.chunk_mask(k, c, n - 2).numpy())
+        kept = int(np.sum(base.chunk_mask(k, c, n - 1).numpy()))
         assert kept == num_samples - (int(n) - 1) * chunk and 1 <= kept <= chunk
-        assert not np.any(base._chunk_mask(k, c, n).numpy())
+        assert not np.any(base.chunk_mask(k, c, n).numpy())
         log_k = float(tf.math.log(tf.cast(k, tf.float32)))
         assert abs(log_k - np.log(num_samples)) < 1e-6 * np.log(num_samples)

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import rem_tf
 from rem_tf import estimators
+from rem_tf.models import sampling
 
 SMALL = dict(latent_dim=3, hidden_units=(16, 16), input_shape=(32,), num_particles=50)
 
@@ -48,7 +49,7 @@ def test_the_default_model_builds_the_same_ops_as_the_paper_formulas():
     reference = (lambda x, z: estimators.standard_normal_log_prob(z)
                  + estimators.bernoulli_log_prob_fused(x, model.decoder(z)))
     assert _op_types(model.log_joint, x, z) == _op_types(reference, x, z)
-    assert _op_types(model._encode, x) == _op_types(lambda x: model.encoder(x), x)
+    assert _op_types(model.encode_flat, x) == _op_types(lambda x: model.encoder(x), x)
 
 
 def _losses_and_gradients(model, x):
@@ -91,7 +92,7 @@ def test_training_traces_the_step_once():
     assert len(traces) == 1
     model.log_likelihood(x, num_samples=30, chunk_size=7, batch_size=20)
     model.log_likelihood(x, num_samples=60, chunk_size=7, batch_size=20)
-    function = model._log_likelihood_function(7, False, "encoder")
+    function = sampling.log_likelihood_function(model, 7, False, "encoder")
     assert function.experimental_get_tracing_count() == 1
 
 

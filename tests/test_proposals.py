@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import rem_tf
 from rem_tf import evaluation
+from rem_tf.models import sampling
 
 
 def one_dimensional_model(encoder_loc=0.0, encoder_scale=1.0):
@@ -85,7 +86,7 @@ def test_chunked_pass_gives_the_weighted_mean_and_log_likelihood_of_its_particle
     z = base.sample(11, seed=[1, 2]).numpy()  # [11, 4, 3]
     log_w = (model.log_joint(x, tf.constant(z)) - base.log_prob(z)).numpy().astype(np.float64)
     alpha = scipy.special.softmax(log_w, axis=0)  # [11, 4]
-    log_px, mean = model._importance_pass(x, Recorded(base, z), 11, 4)  # chunks 4, 4, 3
+    log_px, mean = sampling.importance_pass(model, x, Recorded(base, z), 11, 4)  # chunks 4, 4, 3
     np.testing.assert_allclose(log_px, scipy.special.logsumexp(log_w, 0) - np.log(11), rtol=1e-5)
     np.testing.assert_allclose(mean, np.einsum("kb,kbl->bl", alpha, z), rtol=1e-4, atol=1e-5)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import numbers
 import os
 import pathlib
 from typing import Optional
 
 import numpy as np
+
+from rem_tf.validation import is_integer
 
 NAMES = ("binarized_mnist", "mnist", "omniglot")
 SOURCES = ("auto", "tfds", "files", "offline", "npz")
@@ -96,18 +97,14 @@ def check_binarization(binarization) -> None:
         _one_of("binarization", binarization, BINARIZATIONS, " (or None for the default)")
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
 def check_batch_size(batch_size) -> None:
-    if batch_size is not None and not (_is_int(batch_size) and batch_size >= 1):
+    if batch_size is not None and not (is_integer(batch_size) and batch_size >= 1):
         raise DataError(f"batch_size must be a positive integer or None, got {batch_size!r}")
 
 
 def check_seed(what: str, seed) -> None:
     """A seed is a non-negative int (TF uses it modulo 2**31 - 1, numpy as given)."""
-    if not (_is_int(seed) and seed >= 0):
+    if not (is_integer(seed) and seed >= 0):
         raise DataError(f"{what} must be a non-negative integer, got {seed!r}")
 
 

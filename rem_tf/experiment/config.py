@@ -22,14 +22,13 @@ import rem_tf
 from rem_tf import data, estimators, evaluation, schedules
 from rem_tf.experiment import builders
 from rem_tf.experiment.errors import ConfigError
+from rem_tf.validation import PROPOSALS, SCALE_ACTIVATIONS, is_integer
 
 REPO = pathlib.Path(rem_tf.__file__).resolve().parents[1]
 DEFAULT_CONFIG_FILE = REPO / "configs" / "default.py"
 MODES = ("train", "evaluate", "train_and_evaluate")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 OPTIMIZERS = ("adam", "sgd")
-SCALE_ACTIVATIONS = ("exp", "softplus")
-PROPOSALS = ("encoder", "shifted")  # of the test log-likelihood, see rem_tf.evaluation.evaluate
 # The run.py flag of a config field (named in error messages; run.py defines them).
 PLAIN_FLAGS = {
     "method": "method",
@@ -53,10 +52,6 @@ RESUMABLE_CHANGES = (
     "distribute.",
     "evaluation.",
 )
-
-
-def _integer(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _real(value):
@@ -158,7 +153,7 @@ def _check_types_and_ranges(config, mode):
         value = config[path]
         if value is None and path == "evaluation.num_examples":
             continue
-        if not (_integer(value) if kind is int else _real(value)):
+        if not (is_integer(value) if kind is int else _real(value)):
             kind_name = "an integer" if kind is int else "a finite number"
             raise ConfigError(
                 f"{_field(path)} must be {kind_name}, got {value!r} ({type(value).__name__})"
@@ -171,7 +166,7 @@ def _check_types_and_ranges(config, mode):
         if not isinstance(config[path], bool):
             raise ConfigError(f"{path} must be True or False, got {config[path]!r}")
     units = config.model.hidden_units
-    if not isinstance(units, (tuple, list)) or not all(_integer(u) and u >= 1 for u in units):
+    if not isinstance(units, (tuple, list)) or not all(is_integer(u) and u >= 1 for u in units):
         raise ConfigError(f"model.hidden_units must be a tuple of integers >= 1, got {units!r}")
     if config.workdir is not None and not isinstance(config.workdir, (str, pathlib.PurePath)):
         raise ConfigError(f"workdir (--workdir) must be a path, got {config.workdir!r}")

@@ -60,7 +60,7 @@ def load_model(path, config):
     try:
         if presets.is_preset(path):
             model = presets.from_preset(path, compile=False)
-            return (model, tuple(model.image_shape), config.evaluation.chunk_size,
+            return (model, tuple(model.input_shape), config.evaluation.chunk_size,
                     config.evaluation.elbo_samples)
         if path.is_dir():
             model = export.load(path)
@@ -72,7 +72,7 @@ def load_model(path, config):
         message = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
         raise ConfigError(f"cannot load the model {path} ({type(err).__name__}: {message}); "
                           f"{fix}") from None
-    return (model, tuple(model.image_shape), config.evaluation.chunk_size,
+    return (model, tuple(model.input_shape), config.evaluation.chunk_size,
             config.evaluation.elbo_samples)
 
 

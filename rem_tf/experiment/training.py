@@ -292,7 +292,7 @@ def export_run(model, config, bias, global_step):
     # A copy outside any strategy: plain variables, no collectives, same values
     # (weights and particle seed state).
     plain = builders.build_model_from_config(config, decoder_output_bias=bias,
-                                             input_shape=model.image_shape)
+                                             input_shape=model.input_shape)
     for target, source in zip(plain.variables, model.variables, strict=True):
         if target.path != source.path or tuple(target.shape) != tuple(source.shape):
             raise RuntimeError(f"variable mismatch: {target.path} vs {source.path}")

@@ -1,6 +1,7 @@
-"""Both optimizers under Keras's learning-rate callbacks (ReduceLROnPlateau, LearningRateScheduler).
+"""The callbacks `GenerativeModel.fit` adds: both optimizers under Keras's learning-rate
+callbacks (ReduceLROnPlateau, LearningRateScheduler), and a clear stop on a NaN loss.
 
-Those callbacks change `model.optimizer.learning_rate`, which is θ's (the
+Keras's learning-rate callbacks change `model.optimizer.learning_rate`, which is θ's (the
 `model_optimizer`). `GenerativeModel.fit` with two optimizers adds, unless given:
 
 - `LogLearningRates` first: every epoch's logs get `learning_rate` (θ) and
@@ -12,6 +13,9 @@ Those callbacks change `model.optimizer.learning_rate`, which is θ's (the
 η keeps its own rate (it does not follow) when it is a `LearningRateSchedule`, or
 when η's rate was changed too since the last check (your own callback sets it).
 A rate that is a schedule is never changed by a callback (Keras refuses).
+
+`TerminateOnNaN` is added to every `fit` (unless a `keras.callbacks.TerminateOnNaN` is
+given): Keras's, raising an error that says what may cause the NaN.
 """
 
 import keras
@@ -83,3 +87,22 @@ def with_rate_callbacks(callbacks):
     if not any(isinstance(c, ProposalFollowsModelRate) for c in callbacks):
         callbacks.append(ProposalFollowsModelRate())
     return callbacks
+
+
+class TerminateOnNaN(keras.callbacks.TerminateOnNaN):
+    """Stops `fit` with an error on a NaN or Inf loss, saying what may cause it."""
+
+    def __init__(self):
+        super().__init__(raise_error=True)
+
+    def on_batch_end(self, batch, logs=None):
+        try:
+            super().on_batch_end(batch, logs)
+        except RuntimeError as error:
+            hint = (
+                " With jit_compile=True this is also how input values outside the likelihood's "
+                f"support ({self.model.likelihood.support}) show up: XLA drops the in-graph "
+                "input check."
+                if getattr(self.model, "jit_compile", False) else ""
+            )
+            raise RuntimeError(f"{error}{hint}") from None

@@ -1,19 +1,14 @@
 """Multiply importance weighted auto-encoder (Rainforth et al., 2018)."""
 
-import numbers
-
 import keras
 
-from rem_tf import estimators
+from rem_tf import estimators, validation
 from rem_tf.models.base import GenerativeModel, Losses
 
 
 def check_num_groups(num_groups):
     """M as a Python int; ValueError unless it is an integer >= 1."""
-    integral = isinstance(num_groups, numbers.Integral) and not isinstance(num_groups, bool)
-    if not integral or num_groups < 1:
-        raise ValueError(f"num_groups (M) must be an integer >= 1, got {num_groups!r}")
-    return int(num_groups)
+    return validation.check_integer("num_groups (M)", num_groups)
 
 
 @keras.saving.register_keras_serializable(package="rem_tf")

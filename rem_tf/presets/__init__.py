@@ -212,7 +212,7 @@ def save(model, directory, *, metrics=None, metadata=None, include_optimizer=Tru
         "format": FORMAT,
         "description": description or "",
         "method": _method_name(model),
-        "input_shape": builtins.list(model.image_shape),
+        "input_shape": builtins.list(model.input_shape),
         "latent_dim": model.latent_dim,
         "num_particles": model.num_particles,
         **(metadata or {}),

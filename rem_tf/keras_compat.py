@@ -1,5 +1,8 @@
 """A work-around for Keras 3 under MultiWorkerMirroredStrategy, applied by `GenerativeModel.fit`
-and `evaluate` when the model's strategy is multi-worker (so plain `model.fit` users get it too)."""
+and `evaluate` when the model's strategy is multi-worker (so plain `model.fit` users get it too).
+
+Public, not package-private: `rem_tf.models.trainer` imports it, and docs/distributed.md tells
+maintainers to raise `LAST_KERAS_WITH_BUG` when a Keras release fixes the bug."""
 
 import re
 
