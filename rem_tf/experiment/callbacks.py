@@ -251,13 +251,3 @@ class OneEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.model.stop_training = True
 
-
-class LastLogs(keras.callbacks.Callback):
-    """Keeps the logs of the last epoch (for train_summary.json)."""
-
-    def __init__(self):
-        super().__init__()
-        self.logs = {}
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.logs = dict(logs or {})
