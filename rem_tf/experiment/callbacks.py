@@ -13,7 +13,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from tensorflow.core.framework import summary_pb2
 
 from rem_tf.experiment import checkpoints, workdir as run_files
 from rem_tf.experiment.errors import ConfigError, TrainingDiverged
@@ -221,16 +220,16 @@ def last_csv_row(path):
 class EpochScalars(keras.callbacks.Callback):
     """TensorBoard scalars `epoch_<name>` of every epoch's logs, step = epoch number (1-based).
 
-    Written with TensorFlow's own summary ops (the `tensorboard` package is
-    needed only to view them, not to write them).
+    Not `keras.callbacks.TensorBoard`: it counts epochs from 0 (run directories written
+    before count from 1, so a resumed run would break their series), logs the next step's
+    learning rate instead of the epoch's, builds batch scalars at every step, and opens an
+    event file per `fit` (here: per epoch).
     """
 
     def __init__(self, logdir):
         super().__init__()
         self.logdir = logdir
         self.writer = None
-        self.metadata = summary_pb2.SummaryMetadata(data_class=summary_pb2.DATA_CLASS_SCALAR)
-        self.metadata.plugin_data.plugin_name = "scalars"
 
     def on_train_begin(self, logs=None):
         if self.writer is None:
@@ -240,8 +239,7 @@ class EpochScalars(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         with run_files.writing(self.logdir), self.writer.as_default():
             for name, value in (logs or {}).items():
-                tf.summary.write(f"epoch_{name}", tf.constant(float(value), tf.float32),
-                                 step=epoch + 1, metadata=self.metadata)
+                tf.summary.scalar(f"epoch_{name}", float(value), step=epoch + 1)
             self.writer.flush()
 
 
@@ -250,4 +248,3 @@ class OneEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.model.stop_training = True
-
