@@ -46,7 +46,7 @@ import tensorflow as tf  # noqa: E402
 
 import rem_tf  # noqa: E402
 from rem_tf import data, evaluation, experiment  # noqa: E402
-from rem_tf.experiment import builders, workdir  # noqa: E402
+from rem_tf.experiment import builders, run_files  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER_TEST_NLL = {  # Dieng & Paisley (2019), Table 2, stochastic MNIST, K = 1000, 200 epochs
@@ -175,7 +175,7 @@ def run_method(method, args, train_size, test, train_fixed, bias):
         "samples": samples.reshape(16, 28, 28).round().astype(int).tolist(),
         "reconstructions": reconstructions.reshape(8, 28, 28).round(3).tolist(),
     }
-    workdir.write_json(path, result)
+    run_files.write_json(path, result)
     print(f"  test NLL (K={args.eval_samples}) {test_result['nll']:.2f}", flush=True)
     return result
 
@@ -201,7 +201,7 @@ def run_fig2(args, train_size, test, bias):
             kl = float(np.mean(rem_tf.estimators.kl_diag_normal_to_standard(loc, scale)))
             rows.append({"method": method, "num_particles": k, "epochs": args.fig2_epochs,
                          "test_kl_to_prior": kl, "seconds": time.perf_counter() - start})
-            workdir.write_json(path, rows)
+            run_files.write_json(path, rows)
     return rows
 
 
@@ -423,7 +423,7 @@ def main():
     meta_path = os.path.join(args.out, "meta.json")
     previous = json.load(open(meta_path)) if os.path.exists(meta_path) else {"hours": 0.0}
     meta = {
-        "commit": workdir.git_commit(short=True), "cpu": platform.processor() or platform.machine(),
+        "commit": run_files.git_commit(short=True), "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__,
         "date": time.strftime("%Y-%m-%d"), "args": vars(args),
         "hours": previous["hours"] + (time.time() - start) / 3600,
@@ -433,7 +433,7 @@ def main():
             meta["cpu"] = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    workdir.write_json(meta_path, meta)
+    run_files.write_json(meta_path, meta)
     write_results_md(results, fig2, args, meta)
     print(open(os.path.join(args.out, "cheap_budget.md")).read())
 

@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 
 import rem_tf  # noqa: E402
 from rem_tf import data, evaluation, experiment, presets  # noqa: E402
-from rem_tf.experiment import checkpoints, workdir as run_files  # noqa: E402
+from rem_tf.experiment import checkpoints, run_files  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import claims  # noqa: E402

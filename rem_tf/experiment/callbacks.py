@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from rem_tf.experiment import checkpoints, workdir as run_files
+from rem_tf.experiment import checkpoints, run_files
 from rem_tf.experiment.errors import ConfigError, TrainingDiverged
 from rem_tf.models import learning_rates
 
@@ -114,7 +114,7 @@ class Checkpoints(keras.callbacks.Callback):
 
 class CsvLog(keras.callbacks.Callback):
     """Adds one row per epoch (epoch, then the logs' keys, sorted) to `path`, rewriting the
-    file atomically (`workdir.write_text`), so a kill or a full disk never tears a row."""
+    file atomically (`run_files.write_text`), so a kill or a full disk never tears a row."""
 
     def __init__(self, path):
         super().__init__()

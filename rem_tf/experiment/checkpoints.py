@@ -23,7 +23,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from rem_tf.experiment import builders, workdir as run_files
+from rem_tf.experiment import builders, run_files
 from rem_tf.experiment.config import check_config
 from rem_tf.experiment.errors import ConfigError
 

@@ -13,7 +13,7 @@ from absl import logging
 
 import rem_tf  # noqa: F401 - registers the model classes that .keras files name
 from rem_tf import evaluation, export, presets
-from rem_tf.experiment import builders, workdir as run_files
+from rem_tf.experiment import builders, run_files
 from rem_tf.experiment.config import check_config, with_defaults
 from rem_tf.experiment.errors import ConfigError, Interrupted, interruptible
 
@@ -82,7 +82,7 @@ def evaluate(config, model_path=None, out_dir=None, *, preset=None, data_from_mo
     Reads `data.*` and `evaluation.*` (split, num_samples, chunk_size,
     batch_size, elbo_samples, active_units_threshold, num_examples, proposal);
     prints a table, then writes the file and prints its path. The process owns
-    `out_dir` meanwhile (`workdir.owned`, which also checks that it is writable
+    `out_dir` meanwhile (`run_files.owned`, which also checks that it is writable
     before any work), and SIGTERM acts as Ctrl-C.
 
     Args:

@@ -2,7 +2,7 @@
 
     saved_model = train(config, "runs/quick")   # again: resumes, or only re-exports if finished
 
-The run directory is described in `rem_tf.experiment.workdir`; the
+The run directory is described in `rem_tf.experiment.run_files`; the
 checkpoints in `rem_tf.experiment.checkpoints`.
 """
 
@@ -19,7 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from rem_tf import export, schedules
-from rem_tf.experiment import builders, callbacks, checkpoints, workdir as run_files
+from rem_tf.experiment import builders, callbacks, checkpoints, run_files
 from rem_tf.experiment.config import as_dict, check_config, check_resumable
 from rem_tf.experiment.errors import ConfigError, Interrupted, TrainingDiverged, interruptible
 from rem_tf.experiment.evaluating import evaluate
@@ -31,7 +31,7 @@ def train(config, workdir=None, *, extra_callbacks=()):
     Reads every field of the config but `evaluation.split / num_samples /
     batch_size / active_units_threshold / num_examples / proposal`. A run that
     is already finished is left as it is (log, checkpoints, train_summary.json)
-    and only exported again. The process owns `workdir` meanwhile (`workdir.owned`:
+    and only exported again. The process owns `workdir` meanwhile (`run_files.owned`:
     a second process is refused), and SIGTERM acts as Ctrl-C.
 
     Args:
