@@ -423,7 +423,8 @@ def main():
     meta_path = os.path.join(args.out, "meta.json")
     previous = json.load(open(meta_path)) if os.path.exists(meta_path) else {"hours": 0.0}
     meta = {
-        "commit": run_files.git_commit(short=True), "cpu": platform.processor() or platform.machine(),
+        "commit": run_files.git_commit(short=True),
+        "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__,
         "date": time.strftime("%Y-%m-%d"), "args": vars(args),
         "hours": previous["hours"] + (time.time() - start) / 3600,
