@@ -158,9 +158,9 @@ def run_method(method, args, train_size, test, train_fixed, bias):
     model.fit(train_dataset(args.batch_size, args.seed), epochs=args.epochs, callbacks=[log],
               verbose=0)
     train_seconds = sum(row["train_seconds"] for row in log.rows)
-    test_result = evaluation.evaluate(model, test, num_samples=args.eval_samples)
-    train_result = evaluation.evaluate(model, train_fixed[: args.train_eval_images],
-                                       num_samples=args.eval_samples)
+    test_result = evaluation.evaluate_model(model, test, num_samples=args.eval_samples)
+    train_result = evaluation.evaluate_model(model, train_fixed[: args.train_eval_images],
+                                             num_samples=args.eval_samples)
     samples = model.sample(16, seed=args.seed).numpy()
     loc, _ = model.encode(test[:8])
     reconstructions = tf.sigmoid(model.decode(loc)).numpy()

@@ -180,7 +180,7 @@ def cached(path, key, compute):
 def measure(model, images, num_samples, config, proposal="encoder", elbo_samples=None):
     """Test-set numbers of a restored model: NLL (and its per-digit values), KL, active units."""
     started = time.time()
-    results = evaluation.evaluate(
+    results = evaluation.evaluate_model(
         model, images, num_samples=num_samples, chunk_size=config.evaluation.chunk_size,
         batch_size=config.evaluation.batch_size,
         elbo_samples=elbo_samples or config.evaluation.elbo_samples,

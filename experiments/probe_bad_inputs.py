@@ -6,7 +6,7 @@ r"""Bad inputs at every public entry point of rem_tf, as a new user would try th
 
 Entry points: `model` (build_model for every method, compile, fit with arrays / datasets /
 PyDatasets / generators, evaluate, log_likelihood, encode, decode, sample, custom networks),
-`data` (rem_tf.data), `evaluation` (rem_tf.evaluation.evaluate), `experiment`
+`data` (rem_tf.data), `evaluation` (rem_tf.evaluation.evaluate_model), `experiment`
 (rem_tf.experiment: check_config, train, evaluate, restore_model), `run` (run.py as a
 subprocess, as a user runs it) and `savedmodel` (the export loaded with tf.saved_model.load).
 
@@ -1005,9 +1005,9 @@ _DEFAULT = object()
 
 
 def _ev(c, model=None, images=_DEFAULT, **kw):
-    return evaluation.evaluate(c.model if model is None else model,
-                               c.x[:8] if images is _DEFAULT else images,
-                               **{"num_samples": 4, "elbo_samples": 4, "chunk_size": 4, **kw})
+    return evaluation.evaluate_model(
+        c.model if model is None else model, c.x[:8] if images is _DEFAULT else images,
+        **{"num_samples": 4, "elbo_samples": 4, "chunk_size": 4, **kw})
 
 
 for _label, _kw, _match in [

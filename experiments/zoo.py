@@ -129,7 +129,7 @@ def measure(model, images, num_samples, config, proposal="encoder", per_example=
             elbo_samples=None):
     """NLL, ELBO, KL to the prior and active units of `model` on `images`."""
     started = time.time()
-    results = evaluation.evaluate(
+    results = evaluation.evaluate_model(
         model, images, num_samples=num_samples, chunk_size=config.evaluation.chunk_size,
         batch_size=config.evaluation.batch_size,
         elbo_samples=elbo_samples or config.evaluation.elbo_samples,

@@ -97,7 +97,7 @@ def evaluate(config, model_path=None, out_dir=None, *, preset=None, data_from_mo
         section stored with it) instead of `config.data`.
 
     Returns:
-      The dict of `rem_tf.evaluation.evaluate` with `model`, `dataset`, `split`,
+      The dict of `rem_tf.evaluation.evaluate_model` with `model`, `dataset`, `split`,
       `source`, `binarization`, `chunk_size` and `elbo_samples` added.
 
     Raises:
@@ -163,7 +163,7 @@ def _evaluate(config, path):
                  config.evaluation.split, len(images), config.evaluation.num_samples)
     proposal = config.evaluation.proposal
     try:
-        results = evaluation.evaluate(
+        results = evaluation.evaluate_model(
             model, images, num_samples=config.evaluation.num_samples,
             chunk_size=config.evaluation.chunk_size, batch_size=config.evaluation.batch_size,
             elbo_samples=config.evaluation.elbo_samples,
