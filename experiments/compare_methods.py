@@ -1,8 +1,8 @@
 """Compares every method of rem_tf on real MNIST with one cheap budget (K = 20, batch 100).
 
-    python experiments/compare_methods.py                      # ~1 hour on 2 CPU cores
+    python experiments/compare_methods.py
     python experiments/compare_methods.py --epochs=1 --fig2_epochs=0 --eval_samples=100 \
-        --out=/tmp/smoke                                       # a 10-minute smoke run
+        --out=/tmp/smoke                                       # a smoke run
 
 Every method in `rem_tf.METHODS` is trained on the offline copy of real MNIST
 (60,000 training digits, dynamically binarized: a fresh Bernoulli sample each

@@ -1,6 +1,6 @@
 """How much of the method ranking in RESULTS.md is seed noise? Reruns methods with more seeds.
 
-    python experiments/seed_variation.py                       # ~1.2 hours on 2 CPU cores
+    python experiments/seed_variation.py
     python experiments/seed_variation.py --methods=iwae,rem_v1 --seeds=2020 --epochs=1 \
         --eval_samples=100 --out=/tmp/seeds                    # a smoke run
 
