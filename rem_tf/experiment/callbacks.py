@@ -56,6 +56,10 @@ class Checkpoints(keras.callbacks.Callback):
     before Keras's TerminateOnNaN does, and never saves weights that are not
     finite, so the last checkpoint stays a good one.
 
+    Not `keras.callbacks.BackupAndRestore`: it restarts a stopped epoch from its first batch
+    and writes a .weights.h5, where exact resume continues mid-epoch from the
+    `tf.train.Checkpoint` files (both optimizers, running metric totals) run directories hold.
+
     Args:
       manager: the `tf.train.CheckpointManager` of a `checkpoints.training_checkpoint`.
       every_steps: save when this many steps have passed since the last save.
@@ -114,7 +118,11 @@ class Checkpoints(keras.callbacks.Callback):
 
 class CsvLog(keras.callbacks.Callback):
     """Adds one row per epoch (epoch, then the logs' keys, sorted) to `path`, rewriting the
-    file atomically (`run_files.write_text`), so a kill or a full disk never tears a row."""
+    file atomically (`run_files.write_text`), so a kill or a full disk never tears a row.
+
+    Not `keras.callbacks.CSVLogger`, which appends (a kill can tear a row) and checks
+    nothing of the file it resumes (`read_log`, `truncate_csv`).
+    """
 
     def __init__(self, path):
         super().__init__()
