@@ -1,7 +1,7 @@
 """Speed and memory benchmarks of rem_tf (not tests: they print and save numbers).
 
-    python benchmarks/run_benchmarks.py                 # everything, ~15 min on 2 cores
-    python benchmarks/run_benchmarks.py --quick         # paper settings only, ~3 min
+    python benchmarks/run_benchmarks.py                 # everything
+    python benchmarks/run_benchmarks.py --quick         # paper settings only
 
 Writes `benchmarks/results/<host>.json` and `.md`:
 - the float32 matmul peak of this machine, measured in TensorFlow in the same run;

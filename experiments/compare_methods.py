@@ -1,8 +1,8 @@
 """Compares every method of rem_tf on real MNIST with one cheap budget (K = 20, batch 100).
 
-    python experiments/compare_methods.py                      # ~1 hour on 2 CPU cores
+    python experiments/compare_methods.py
     python experiments/compare_methods.py --epochs=1 --fig2_epochs=0 --eval_samples=100 \
-        --out=/tmp/smoke                                       # a 10-minute smoke run
+        --out=/tmp/smoke                                       # a smoke run
 
 Every method in `rem_tf.METHODS` is trained on the offline copy of real MNIST
 (60,000 training digits, dynamically binarized: a fresh Bernoulli sample each
@@ -46,7 +46,7 @@ import tensorflow as tf  # noqa: E402
 
 import rem_tf  # noqa: E402
 from rem_tf import data, evaluation, experiment  # noqa: E402
-from rem_tf.experiment import builders, workdir  # noqa: E402
+from rem_tf.experiment import builders, run_files  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER_TEST_NLL = {  # Dieng & Paisley (2019), Table 2, stochastic MNIST, K = 1000, 200 epochs
@@ -158,9 +158,9 @@ def run_method(method, args, train_size, test, train_fixed, bias):
     model.fit(train_dataset(args.batch_size, args.seed), epochs=args.epochs, callbacks=[log],
               verbose=0)
     train_seconds = sum(row["train_seconds"] for row in log.rows)
-    test_result = evaluation.evaluate(model, test, num_samples=args.eval_samples)
-    train_result = evaluation.evaluate(model, train_fixed[: args.train_eval_images],
-                                       num_samples=args.eval_samples)
+    test_result = evaluation.evaluate_model(model, test, num_samples=args.eval_samples)
+    train_result = evaluation.evaluate_model(model, train_fixed[: args.train_eval_images],
+                                             num_samples=args.eval_samples)
     samples = model.sample(16, seed=args.seed).numpy()
     loc, _ = model.encode(test[:8])
     reconstructions = tf.sigmoid(model.decode(loc)).numpy()
@@ -175,7 +175,7 @@ def run_method(method, args, train_size, test, train_fixed, bias):
         "samples": samples.reshape(16, 28, 28).round().astype(int).tolist(),
         "reconstructions": reconstructions.reshape(8, 28, 28).round(3).tolist(),
     }
-    workdir.write_json(path, result)
+    run_files.write_json(path, result)
     print(f"  test NLL (K={args.eval_samples}) {test_result['nll']:.2f}", flush=True)
     return result
 
@@ -201,7 +201,7 @@ def run_fig2(args, train_size, test, bias):
             kl = float(np.mean(rem_tf.estimators.kl_diag_normal_to_standard(loc, scale)))
             rows.append({"method": method, "num_particles": k, "epochs": args.fig2_epochs,
                          "test_kl_to_prior": kl, "seconds": time.perf_counter() - start})
-            workdir.write_json(path, rows)
+            run_files.write_json(path, rows)
     return rows
 
 
@@ -423,7 +423,8 @@ def main():
     meta_path = os.path.join(args.out, "meta.json")
     previous = json.load(open(meta_path)) if os.path.exists(meta_path) else {"hours": 0.0}
     meta = {
-        "commit": workdir.git_commit(short=True), "cpu": platform.processor() or platform.machine(),
+        "commit": run_files.git_commit(short=True),
+        "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__,
         "date": time.strftime("%Y-%m-%d"), "args": vars(args),
         "hours": previous["hours"] + (time.time() - start) / 3600,
@@ -433,7 +434,7 @@ def main():
             meta["cpu"] = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    workdir.write_json(meta_path, meta)
+    run_files.write_json(meta_path, meta)
     write_results_md(results, fig2, args, meta)
     print(open(os.path.join(args.out, "cheap_budget.md")).read())
 

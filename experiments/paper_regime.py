@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from rem_tf import evaluation, experiment  # noqa: E402
-from rem_tf.experiment import checkpoints, workdir as files  # noqa: E402
+from rem_tf.experiment import checkpoints, run_files  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import claims  # noqa: E402
@@ -173,14 +173,14 @@ def cached(path, key, compute):
     store = json.loads(path.read_text()) if path.is_file() else {}
     if key not in store:
         store[key] = compute()
-        files.write_json(path, store)
+        run_files.write_json(path, store)
     return store[key]
 
 
 def measure(model, images, num_samples, config, proposal="encoder", elbo_samples=None):
     """Test-set numbers of a restored model: NLL (and its per-digit values), KL, active units."""
     started = time.time()
-    results = evaluation.evaluate(
+    results = evaluation.evaluate_model(
         model, images, num_samples=num_samples, chunk_size=config.evaluation.chunk_size,
         batch_size=config.evaluation.batch_size,
         elbo_samples=elbo_samples or config.evaluation.elbo_samples,

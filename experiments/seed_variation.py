@@ -1,6 +1,6 @@
 """How much of the method ranking in RESULTS.md is seed noise? Reruns methods with more seeds.
 
-    python experiments/seed_variation.py                       # ~1.2 hours on 2 CPU cores
+    python experiments/seed_variation.py
     python experiments/seed_variation.py --methods=iwae,rem_v1 --seeds=2020 --epochs=1 \
         --eval_samples=100 --out=/tmp/seeds                    # a smoke run
 
@@ -24,7 +24,7 @@ import scipy.stats
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare_methods  # noqa: E402  (same directory; shares the training code)
-from rem_tf.experiment import workdir  # noqa: E402
+from rem_tf.experiment import run_files  # noqa: E402
 
 ROOT = compare_methods.ROOT
 
@@ -133,7 +133,7 @@ def main():
         for method in methods:
             result = compare_methods.run_method(method, run_args, train_size, test, train_fixed, bias)
             nll[method][seed] = result["test"]["nll"]
-    text = summary_markdown(nll, seeds, args, workdir.git_commit(short=True), baseline_seed)
+    text = summary_markdown(nll, seeds, args, run_files.git_commit(short=True), baseline_seed)
     with open(os.path.join(args.out, "seed_variation.md"), "w") as f:
         f.write(text)
     print(text)

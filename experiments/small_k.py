@@ -9,7 +9,7 @@ MNIST from the offline copy, batch 100) for `--steps` steps and every
 encoder, the width of the hyperproposal s in the encoder's units
 E[(z' − loc)² / σ²] (z' ~ s), the same width weighted by β (what the η loss
 fits the encoder to: above 1 the encoder's scale grows), and the mean largest
-α and β. About 0.1–0.3 s per step on 2 CPU cores (K = 2 … 10).
+α and β.
 
 Measured on this project's 2-core AMD EPYC machine (shared with other jobs),
 log scale at steps 1 → 101, β-weighted width in brackets:

@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 
 import rem_tf  # noqa: E402
 from rem_tf import data, evaluation, experiment, presets  # noqa: E402
-from rem_tf.experiment import checkpoints, workdir as run_files  # noqa: E402
+from rem_tf.experiment import checkpoints, run_files  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import claims  # noqa: E402
@@ -129,7 +129,7 @@ def measure(model, images, num_samples, config, proposal="encoder", per_example=
             elbo_samples=None):
     """NLL, ELBO, KL to the prior and active units of `model` on `images`."""
     started = time.time()
-    results = evaluation.evaluate(
+    results = evaluation.evaluate_model(
         model, images, num_samples=num_samples, chunk_size=config.evaluation.chunk_size,
         batch_size=config.evaluation.batch_size,
         elbo_samples=elbo_samples or config.evaluation.elbo_samples,

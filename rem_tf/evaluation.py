@@ -12,7 +12,9 @@ A_u = Cov_x(E_{u~q(u|x)}[u]) > 10⁻² (§5.2). Dieng & Paisley (2019), Figure 2
 KL(r(z|x) ‖ p(z)) averaged over the test set.
 """
 
+import functools
 import time
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -73,7 +75,7 @@ def active_units(encoder_means_variance, threshold=0.01):
     return int(np.sum(np.asarray(encoder_means_variance) > threshold))
 
 
-def evaluate(
+def evaluate_model(
     model_or_loaded,
     images,
     *,
@@ -194,8 +196,16 @@ def evaluate(
     return out
 
 
+@functools.wraps(evaluate_model, assigned=())  # its signature (`inspect.signature`), not its doc
+def evaluate(*args, **kwargs):
+    """Deprecated: the old name of `evaluate_model`, removed in the release after 0.1."""
+    warnings.warn("rem_tf.evaluation.evaluate is renamed rem_tf.evaluation.evaluate_model; the "
+                  "old name will be removed in the next release", DeprecationWarning, stacklevel=2)
+    return evaluate_model(*args, **kwargs)
+
+
 def format_table(results, title=None):
-    """A small text table of the main numbers of `evaluate`."""
+    """A small text table of the main numbers of `evaluate_model`."""
     rows = [
         ("NLL (nats)", f"{results['nll']:.3f}"),
         ("log-likelihood", f"{results['log_likelihood']:.3f}"),

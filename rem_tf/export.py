@@ -77,7 +77,7 @@ _FINITE = "(no NaN or Inf)"
 class ModelFunctions(tf.Module):
     """The exported interface of a `GenerativeModel`, as `tf.function`s with fixed input signatures.
 
-    The same object serves a live model (e.g. `rem_tf.evaluation.evaluate`) and
+    The same object serves a live model (e.g. `rem_tf.evaluation.evaluate_model`) and
     is what `export` saves, so both compute exactly the same graphs.
 
     Args:

@@ -210,7 +210,7 @@ def quiet():
 
 def evaluate(model, images, **kwargs):
     """rem_tf.evaluation.evaluate: the one place the cases name it."""
-    return evaluation.evaluate(model, images, **kwargs)
+    return evaluation.evaluate_model(model, images, **kwargs)
 
 
 def half(x):

@@ -667,7 +667,7 @@ def test_sigterm_during_export_or_evaluation_ends_like_sigterm_in_training(
         module, name, again = rem_tf.export, "export", lambda: experiment.train(
             tiny_config(data_dir), run)
     else:
-        module, name, again = rem_tf.evaluation, "evaluate", lambda: experiment.evaluate(
+        module, name, again = rem_tf.evaluation, "evaluate_model", lambda: experiment.evaluate(
             tiny_config(data_dir), run / "saved_model")
     real = getattr(module, name)
 

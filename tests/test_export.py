@@ -1,5 +1,6 @@
 """SavedModel export: signatures, loading without rem_tf, and evaluation on it."""
 
+import inspect
 import json
 import os
 import signal
@@ -148,9 +149,9 @@ def test_evaluate_live_and_loaded_agree_and_count_active_units(images, tmp_path)
     model = tiny_model()
     path = export.export(model, tmp_path / "sm", chunk_size=50, elbo_samples=20)
     loaded = export.load(path)
-    live = evaluation.evaluate(model, images, num_samples=120, chunk_size=50, batch_size=5,
-                               elbo_samples=20)
-    from_disk = evaluation.evaluate(loaded, images, num_samples=120, batch_size=5)
+    live = evaluation.evaluate_model(model, images, num_samples=120, chunk_size=50, batch_size=5,
+                                     elbo_samples=20)
+    from_disk = evaluation.evaluate_model(loaded, images, num_samples=120, batch_size=5)
     for key in ("log_likelihood", "elbo", "kl_to_prior"):
         assert live[key] == pytest.approx(from_disk[key], rel=1e-5), key
     assert live["nll"] == -live["log_likelihood"]
@@ -174,15 +175,26 @@ def test_active_units_threshold():
 def test_evaluate_takes_flattened_images_and_rejects_bad_ones(images, tmp_path):
     path = export.export(tiny_model(), tmp_path / "sm", chunk_size=50, elbo_samples=20)
     # Two loads start from the same exported seed state, so they draw the same particles.
-    shaped = evaluation.evaluate(export.load(path), images, num_samples=60, batch_size=5)
-    flat = evaluation.evaluate(export.load(path), images.reshape(len(images), 784),
-                               num_samples=60, batch_size=5)
+    shaped = evaluation.evaluate_model(export.load(path), images, num_samples=60, batch_size=5)
+    flat = evaluation.evaluate_model(export.load(path), images.reshape(len(images), 784),
+                                     num_samples=60, batch_size=5)
     for key in ("log_likelihood", "elbo", "kl_to_prior"):
         assert flat[key] == pytest.approx(shaped[key], rel=1e-6), key
     with pytest.raises(ValueError, match=r"\(28, 28, 1\).*\(12, 783\)"):
-        evaluation.evaluate(tiny_model(), images.reshape(12, 784)[:, :783], num_samples=4)
+        evaluation.evaluate_model(tiny_model(), images.reshape(12, 784)[:, :783], num_samples=4)
     with pytest.raises(ValueError, match="binary"):
-        evaluation.evaluate(tiny_model(), images * 0.5, num_samples=4)
+        evaluation.evaluate_model(tiny_model(), images * 0.5, num_samples=4)
+
+
+def test_the_old_name_evaluate_warns_and_gives_what_evaluate_model_gives(images, tmp_path):
+    path = export.export(tiny_model(), tmp_path / "sm", chunk_size=50, elbo_samples=20)
+    # Two loads start from the same exported seed state, so they draw the same particles.
+    new = evaluation.evaluate_model(export.load(path), images, num_samples=30, batch_size=5)
+    with pytest.warns(DeprecationWarning, match=r"renamed rem_tf\.evaluation\.evaluate_model"):
+        old = evaluation.evaluate(export.load(path), images, num_samples=30, batch_size=5)
+    new.pop("seconds"), old.pop("seconds")
+    assert old == new
+    assert inspect.signature(evaluation.evaluate) == inspect.signature(evaluation.evaluate_model)
 
 
 def test_model_export_is_rem_tf_export_and_loads_without_rem_tf(images, tmp_path):
@@ -342,7 +354,7 @@ def test_rem_tf_reaches_its_submodules_lazily():
     code = ("import sys, rem_tf\n"
             "lazy = ('rem_tf.evaluation', 'rem_tf.experiment', 'rem_tf.export')\n"
             "assert not [m for m in lazy if m in sys.modules], 'imported eagerly'\n"
-            "assert callable(rem_tf.export.export) and callable(rem_tf.evaluation.evaluate)\n"
+            "assert callable(rem_tf.export.export) and callable(rem_tf.evaluation.evaluate_model)\n"
             "assert callable(rem_tf.experiment.train) and callable(rem_tf.models.GenerativeModel)\n"
             "assert {'export', 'evaluation', 'experiment'} <= set(dir(rem_tf))\n"
             "assert not hasattr(rem_tf, 'nonexistent')\n")

@@ -271,9 +271,9 @@ def test_log_likelihood_and_evaluate_on_a_batched_dataset_equal_the_array_result
     np.testing.assert_array_equal(on_dataset, on_array)
 
     model.seed_generator.state.assign(state)
-    expected = evaluation.evaluate(model, images, num_samples=30, batch_size=4)
+    expected = evaluation.evaluate_model(model, images, num_samples=30, batch_size=4)
     model.seed_generator.state.assign(state)
-    got = evaluation.evaluate(model, tf.data.Dataset.from_tensor_slices(
+    got = evaluation.evaluate_model(model, tf.data.Dataset.from_tensor_slices(
         {"image": images}).batch(3), num_samples=30, batch_size=4)
     for key in ("log_likelihood", "elbo", "kl_to_prior", "num_examples"):
         assert got[key] == expected[key], key

@@ -187,7 +187,7 @@ def test_the_runner_evaluates_a_preset_like_a_saved_model(tmp_path):
                                          out_dir=tmp_path / "out")
     images = rem_tf.experiment.builders.eval_images(rem_tf.experiment.check_config(
         config, "evaluate"))
-    expected = rem_tf.evaluation.evaluate(  # the oracle: the same model, the same seed state
+    expected = rem_tf.evaluation.evaluate_model(  # the oracle: the same model, the same seed state
         rem_tf.from_preset(tmp_path / "tiny_mnist", compile=False), images, num_samples=20,
         chunk_size=config.evaluation.chunk_size, batch_size=config.evaluation.batch_size,
         elbo_samples=5)

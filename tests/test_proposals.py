@@ -96,8 +96,8 @@ def test_evaluate_with_the_shifted_proposal(images):
     # test_export.py (in a process without rem_tf); here `evaluate` on the live model.
     model = one_dimensional_model(encoder_loc=1.0, encoder_scale=1.2)
     exact = exact_log_likelihood(model, images).mean()
-    results = evaluation.evaluate(model, images, num_samples=4000, chunk_size=1000, batch_size=5,
-                                  elbo_samples=10, proposal="shifted")
+    results = evaluation.evaluate_model(model, images, num_samples=4000, chunk_size=1000,
+                                        batch_size=5, elbo_samples=10, proposal="shifted")
     assert results["proposal"] == "shifted"
     assert abs(results["log_likelihood"] - exact) < 0.03
     assert "proposal" in evaluation.format_table(results)
@@ -109,21 +109,22 @@ def test_unknown_proposals_are_refused(bad, images):
     with pytest.raises(ValueError, match="proposal must be one of"):
         model.log_likelihood(images, num_samples=5, proposal=bad)
     with pytest.raises(ValueError, match="proposal must be one of"):
-        evaluation.evaluate(model, images, num_samples=5, proposal=bad)
+        evaluation.evaluate_model(model, images, num_samples=5, proposal=bad)
 
 
 def test_num_samples_that_are_not_int32_integers_are_refused(images):
     model = one_dimensional_model()
     for bad in (2**31, 2.5, True, 0):
         with pytest.raises(ValueError, match="num_samples"):
-            evaluation.evaluate(model, images, num_samples=bad)
+            evaluation.evaluate_model(model, images, num_samples=bad)
 
 
 def test_per_example_values_average_to_the_reported_log_likelihood(images):
     model = one_dimensional_model(encoder_loc=1.0, encoder_scale=1.2)
-    results = evaluation.evaluate(model, images, num_samples=50, batch_size=2, elbo_samples=5,
-                                  per_example=True)
+    results = evaluation.evaluate_model(model, images, num_samples=50, batch_size=2,
+                                        elbo_samples=5, per_example=True)
     values = results["per_example_log_likelihood"]
     assert len(values) == len(images)
     assert np.isclose(np.mean(values), results["log_likelihood"], rtol=1e-9)
-    assert "per_example_log_likelihood" not in evaluation.evaluate(model, images, num_samples=5)
+    without = evaluation.evaluate_model(model, images, num_samples=5)
+    assert "per_example_log_likelihood" not in without

@@ -1,8 +1,8 @@
 """The command line, run.py, end to end on tiny data: train → export → evaluate, resume
 after a kill, and one line with exit status 2 for every bad flag, value, path or file.
 
-Every run.py call is a subprocess (as a user runs it): a few seconds each on
-40 images, batch 10 (4 steps per epoch), latent 2, K = 4. The library behind it,
+Every run.py call is a subprocess (as a user runs it), on 40 images, batch 10
+(4 steps per epoch), latent 2, K = 4. The library behind it,
 rem_tf.experiment, is tested in test_experiment.py.
 """
 

@@ -11,7 +11,7 @@ no `sys.exit`; bad input raises `ConfigError` (or `rem_tf.data.DataError`), a
 file that cannot be written `StorageError` (a `ConfigError`), Ctrl-C / SIGTERM
 `Interrupted`, a NaN loss `TrainingDiverged`. Modules:
 `config` (checks, defaults, the resume rule), `builders` (strategy, model,
-optimizers, per-epoch data), `callbacks`, `checkpoints`, `workdir` (run-directory
+optimizers, per-epoch data), `callbacks`, `checkpoints`, `run_files` (run-directory
 files, provenance), `training`, `evaluating`.
 """
 

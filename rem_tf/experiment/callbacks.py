@@ -13,9 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from tensorflow.core.framework import summary_pb2
 
-from rem_tf.experiment import checkpoints, workdir as run_files
+from rem_tf.experiment import checkpoints, run_files
 from rem_tf.experiment.errors import ConfigError, TrainingDiverged
 from rem_tf.models import learning_rates
 
@@ -56,6 +55,10 @@ class Checkpoints(keras.callbacks.Callback):
     Also stops training with `TrainingDiverged` at the first NaN/Inf loss,
     before Keras's TerminateOnNaN does, and never saves weights that are not
     finite, so the last checkpoint stays a good one.
+
+    Not `keras.callbacks.BackupAndRestore`: it restarts a stopped epoch from its first batch
+    and writes a .weights.h5, where exact resume continues mid-epoch from the
+    `tf.train.Checkpoint` files (both optimizers, running metric totals) run directories hold.
 
     Args:
       manager: the `tf.train.CheckpointManager` of a `checkpoints.training_checkpoint`.
@@ -115,7 +118,11 @@ class Checkpoints(keras.callbacks.Callback):
 
 class CsvLog(keras.callbacks.Callback):
     """Adds one row per epoch (epoch, then the logs' keys, sorted) to `path`, rewriting the
-    file atomically (`workdir.write_text`), so a kill or a full disk never tears a row."""
+    file atomically (`run_files.write_text`), so a kill or a full disk never tears a row.
+
+    Not `keras.callbacks.CSVLogger`, which appends (a kill can tear a row) and checks
+    nothing of the file it resumes (`read_log`, `truncate_csv`).
+    """
 
     def __init__(self, path):
         super().__init__()
@@ -221,16 +228,16 @@ def last_csv_row(path):
 class EpochScalars(keras.callbacks.Callback):
     """TensorBoard scalars `epoch_<name>` of every epoch's logs, step = epoch number (1-based).
 
-    Written with TensorFlow's own summary ops (the `tensorboard` package is
-    needed only to view them, not to write them).
+    Not `keras.callbacks.TensorBoard`: it counts epochs from 0 (run directories written
+    before count from 1, so a resumed run would break their series), logs the next step's
+    learning rate instead of the epoch's, builds batch scalars at every step, and opens an
+    event file per `fit` (here: per epoch).
     """
 
     def __init__(self, logdir):
         super().__init__()
         self.logdir = logdir
         self.writer = None
-        self.metadata = summary_pb2.SummaryMetadata(data_class=summary_pb2.DATA_CLASS_SCALAR)
-        self.metadata.plugin_data.plugin_name = "scalars"
 
     def on_train_begin(self, logs=None):
         if self.writer is None:
@@ -240,8 +247,7 @@ class EpochScalars(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         with run_files.writing(self.logdir), self.writer.as_default():
             for name, value in (logs or {}).items():
-                tf.summary.write(f"epoch_{name}", tf.constant(float(value), tf.float32),
-                                 step=epoch + 1, metadata=self.metadata)
+                tf.summary.scalar(f"epoch_{name}", float(value), step=epoch + 1)
             self.writer.flush()
 
 
@@ -250,14 +256,3 @@ class OneEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.model.stop_training = True
-
-
-class LastLogs(keras.callbacks.Callback):
-    """Keeps the logs of the last epoch (for train_summary.json)."""
-
-    def __init__(self):
-        super().__init__()
-        self.logs = {}
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.logs = dict(logs or {})

@@ -23,7 +23,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from rem_tf.experiment import builders, workdir as run_files
+from rem_tf.experiment import builders, run_files
 from rem_tf.experiment.config import check_config
 from rem_tf.experiment.errors import ConfigError
 
@@ -237,7 +237,7 @@ def restore_model(config, checkpoint_path):
     """A fresh model of `config` with the weights and particle-seed state of a checkpoint.
 
     Built outside any distribution strategy and uncompiled: ready for
-    `rem_tf.evaluation.evaluate`, `model.log_likelihood`, `rem_tf.export.export`.
+    `rem_tf.evaluation.evaluate_model`, `model.log_likelihood`, `rem_tf.export.export`.
     Reads what `builders.build_model_from_config` reads.
 
     Args:

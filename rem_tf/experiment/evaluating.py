@@ -13,7 +13,7 @@ from absl import logging
 
 import rem_tf  # noqa: F401 - registers the model classes that .keras files name
 from rem_tf import evaluation, export, presets
-from rem_tf.experiment import builders, workdir as run_files
+from rem_tf.experiment import builders, run_files
 from rem_tf.experiment.config import check_config, with_defaults
 from rem_tf.experiment.errors import ConfigError, Interrupted, interruptible
 
@@ -82,7 +82,7 @@ def evaluate(config, model_path=None, out_dir=None, *, preset=None, data_from_mo
     Reads `data.*` and `evaluation.*` (split, num_samples, chunk_size,
     batch_size, elbo_samples, active_units_threshold, num_examples, proposal);
     prints a table, then writes the file and prints its path. The process owns
-    `out_dir` meanwhile (`workdir.owned`, which also checks that it is writable
+    `out_dir` meanwhile (`run_files.owned`, which also checks that it is writable
     before any work), and SIGTERM acts as Ctrl-C.
 
     Args:
@@ -97,7 +97,7 @@ def evaluate(config, model_path=None, out_dir=None, *, preset=None, data_from_mo
         section stored with it) instead of `config.data`.
 
     Returns:
-      The dict of `rem_tf.evaluation.evaluate` with `model`, `dataset`, `split`,
+      The dict of `rem_tf.evaluation.evaluate_model` with `model`, `dataset`, `split`,
       `source`, `binarization`, `chunk_size` and `elbo_samples` added.
 
     Raises:
@@ -163,7 +163,7 @@ def _evaluate(config, path):
                  config.evaluation.split, len(images), config.evaluation.num_samples)
     proposal = config.evaluation.proposal
     try:
-        results = evaluation.evaluate(
+        results = evaluation.evaluate_model(
             model, images, num_samples=config.evaluation.num_samples,
             chunk_size=config.evaluation.chunk_size, batch_size=config.evaluation.batch_size,
             elbo_samples=config.evaluation.elbo_samples,

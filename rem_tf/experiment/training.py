@@ -2,7 +2,7 @@
 
     saved_model = train(config, "runs/quick")   # again: resumes, or only re-exports if finished
 
-The run directory is described in `rem_tf.experiment.workdir`; the
+The run directory is described in `rem_tf.experiment.run_files`; the
 checkpoints in `rem_tf.experiment.checkpoints`.
 """
 
@@ -19,7 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from rem_tf import export, schedules
-from rem_tf.experiment import builders, callbacks, checkpoints, workdir as run_files
+from rem_tf.experiment import builders, callbacks, checkpoints, run_files
 from rem_tf.experiment.config import as_dict, check_config, check_resumable
 from rem_tf.experiment.errors import ConfigError, Interrupted, TrainingDiverged, interruptible
 from rem_tf.experiment.evaluating import evaluate
@@ -31,7 +31,7 @@ def train(config, workdir=None, *, extra_callbacks=()):
     Reads every field of the config but `evaluation.split / num_samples /
     batch_size / active_units_threshold / num_examples / proposal`. A run that
     is already finished is left as it is (log, checkpoints, train_summary.json)
-    and only exported again. The process owns `workdir` meanwhile (`workdir.owned`:
+    and only exported again. The process owns `workdir` meanwhile (`run_files.owned`:
     a second process is refused), and SIGTERM acts as Ctrl-C.
 
     Args:
@@ -203,11 +203,10 @@ def _train(config, workdir, mode, extra_callbacks, held):
         restore_metrics_from=latest if start_step % steps_per_epoch else None,
     )
     saver.set_model(model)  # also used outside `fit` (Ctrl-C)
-    last_logs = callbacks.LastLogs()
     rate = schedules.make_schedule(
         config.training.schedule, config.training.learning_rate, steps_per_epoch
     )
-    epoch_callbacks = [callbacks.LearningRateLogger(rate), last_logs, callbacks.OneEpoch()]
+    epoch_callbacks = [callbacks.LearningRateLogger(rate), callbacks.OneEpoch()]
     log_path = workdir / "train_log.csv"
     if is_chief and plan:
         callbacks.truncate_csv(log_path, start_step // steps_per_epoch)
@@ -217,13 +216,14 @@ def _train(config, workdir, mode, extra_callbacks, held):
     verbose = (1 if sys.stdout.isatty() else 2) if is_chief else 0
 
     started = time.time()
+    history = None  # of the last epoch's `fit`
     if kept is not None:
         kept.start_clock()
     try:
         for epoch, offset in plan:
             dataset, _ = builders.train_dataset(config, batch, epoch, offset)
             # epochs=E and a stop after this one: the progress bar reads "Epoch e/E".
-            model.fit(
+            history = model.fit(
                 dataset, initial_epoch=epoch, epochs=config.training.epochs,
                 steps_per_epoch=steps_per_epoch - offset, callbacks=epoch_callbacks,
                 verbose=verbose, shuffle=False,
@@ -268,10 +268,12 @@ def _train(config, workdir, mode, extra_callbacks, held):
         if problem:
             logging.warning("%s; rewrote it.", problem)
         if plan or missing or problem:
+            last_logs = ({k: v[-1] for k, v in history.history.items()} if history is not None
+                         else callbacks.last_csv_row(log_path))  # a finished run: its log's
             run_files.write_json(summary_path, {
                 "global_step": step, "epochs": config.training.epochs,
                 "steps_per_epoch": steps_per_epoch, "resumed_from_step": start_step,
-                "final_epoch_metrics": last_logs.logs or callbacks.last_csv_row(log_path),
+                "final_epoch_metrics": last_logs,
                 "weights_sha256": digest, "weights_abs_sum": abs_sum,
                 "train_seconds_this_invocation": time.time() - started,
             })

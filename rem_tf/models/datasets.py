@@ -1,6 +1,6 @@
 """tf.data datasets as model input: the images of an element (a tensor, an ``(x, ...)``
 tuple or a dict with an ``"image"`` entry, as ``tfds.load`` gives) and a batched
-dataset's images as one array (for ``log_likelihood`` and ``evaluation.evaluate``)."""
+dataset's images as one array (for ``log_likelihood`` and ``evaluation.evaluate_model``)."""
 
 import numpy as np
 import tensorflow as tf
