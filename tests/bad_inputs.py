@@ -209,7 +209,7 @@ def quiet():
 
 
 def evaluate(model, images, **kwargs):
-    """rem_tf.evaluation.evaluate: the one place the cases name it."""
+    """rem_tf.evaluation.evaluate_model: the one place the cases name it."""
     return evaluation.evaluate_model(model, images, **kwargs)
 
 
