@@ -20,12 +20,12 @@ runs in RESULTS.md, one TensorFlow thread (an IWAE step 1.0); the 2-core Intel X
 the benchmarks (docs/benchmarks.md) ran about 3.5 REM steps per second with both threads.
 """
 
-from configs import default
+from rem_tf.experiment import default_config
 
 
 def get_config():
     """Returns the paper-regime configuration."""
-    config = default.get_config()
+    config = default_config()
     config.data.name = "mnist"
     config.data.source = "offline"
     config.data.train_split = "train"

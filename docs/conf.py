@@ -1,6 +1,7 @@
 """Sphinx configuration of the rem_tf documentation (MyST Markdown, autodoc + napoleon).
 
-Build (from the repository root; `pip install -e ".[docs]"` first):
+Build (from the repository root, whose rem_tf `python -m` puts first on sys.path;
+`pip install -e ".[docs]"` first):
 
   python -m sphinx -W -b html docs docs/_build/html
 
@@ -11,13 +12,9 @@ reference, a missing include or a public name without a docstring fails the test
 import importlib
 import inspect
 import os
-import pathlib
 import re
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # autodoc imports TensorFlow
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # document this checkout's rem_tf, not an installed one
 
 project = "rem_tf"
 author = "rem_tf contributors"

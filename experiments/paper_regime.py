@@ -50,14 +50,12 @@ import tensorflow as tf  # noqa: E402
 from rem_tf import evaluation, experiment  # noqa: E402
 from rem_tf.experiment import checkpoints, workdir as files  # noqa: E402
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import claims  # noqa: E402
+import claims  # noqa: E402  (this directory: a script's own directory is on sys.path)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the config files import `configs.default`
 STUDIES = ("paper_regime", "particle_sweep")
 
 _CONFIG = config_flags.DEFINE_config_file(
