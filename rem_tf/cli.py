@@ -145,4 +145,6 @@ def run(argv):
 def main():
     """The `rem-tf` console script, `python -m rem_tf` and run.py."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ INFO / WARNING lines
+    for flag in flags.FLAGS.get_flags_for_module(__name__):  # --help lists the program's flags
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     app.run(run, flags_parser=parse_flags)
