@@ -27,13 +27,13 @@ from rem_tf import data, experiment
 from rem_tf.experiment import builders, config as config_lib, console, defaults
 
 _CONFIG_ARG = re.compile(r"^--?config(=|$)")
+_OVERRIDE = re.compile(r"^--?(no)?config\.([^=]+)")  # --config.a.b=value, --noconfig.a.b
 _CONFIG_HINT = "give a .py file with get_config(), e.g. --config=configs/quick.py"
 
-# New fields are accepted here so that check_config names an unknown one in one line.
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (ml_collections, get_config()); default "
     "rem_tf.experiment.default_config() (= configs/default.py); override fields with "
-    "--config.x.y=value.", lock_config=False, accept_new_attributes=True)
+    "--config.x.y=value.")
 flags.DEFINE_string("method", None, "Method: a key of rem_tf.METHODS (config.method).")
 flags.DEFINE_string("dataset", None,
                     "binarized_mnist | mnist | omniglot | tfds:<TFDS image dataset> "
@@ -67,8 +67,13 @@ def _config_path(argv):
 
 
 def parse_flags(argv):
-    """absl's parser, with the default config file; a config file that cannot be loaded is
-    one line and exit 2 (absl itself reports a bad flag value: two lines, exit 1)."""
+    """absl's parser, with the default config file; a config file that cannot be loaded or an
+    unknown --config.x field is one line and exit 2 (absl itself reports a bad flag value: two
+    lines, exit 1)."""
+    try:  # checked first: ml_collections' own error spans lines and names only the last key
+        config_lib.check_known_fields([m[2] for m in map(_OVERRIDE.match, argv[1:]) if m])
+    except experiment.ConfigError as err:
+        _fail(err)
     path = _config_path(argv)
     if path is None:  # ml_collections reads --config.x overrides only with a --config
         path, argv = defaults.__file__, [argv[0], f"--config={defaults.__file__}", *argv[1:]]

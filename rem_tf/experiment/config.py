@@ -104,20 +104,24 @@ def with_defaults(config, defaults=None):
                           f"{type(config).__name__}")
     config = ml_collections.ConfigDict(config).copy_and_resolve_references()
     defaults = default_config() if defaults is None else defaults
-    _check_known_fields(config, defaults)
+    check_known_fields(flatten(config.to_dict()), defaults)
     # Not type-safe: a value of another type is check_config's one-line error, not a TypeError.
     merged = ml_collections.ConfigDict(defaults.to_dict(), type_safe=False)
     merged.update(config)
     return merged
 
 
-def _check_known_fields(config, defaults):
-    """A field `defaults` lacks is a typo (e.g. training.epoch): refused. Not ml_collections'
-    locked update: its error names only the last key of the path, over several lines."""
-    known = set(flatten(defaults.to_dict()))
+def check_known_fields(keys, defaults=None):
+    """Refuses a field ("a.b") that `defaults` (`default_config()`) lacks: a typo such as
+    training.epoch. (ml_collections' locked update names only the last key, over lines.)
+
+    Raises:
+      ConfigError: one line naming the first unknown field and the closest known one.
+    """
+    known = set(flatten((default_config() if defaults is None else defaults).to_dict()))
     sections = {key.split(".")[0] for key in known if "." in key}
-    for key in flatten(config.to_dict()):
-        if key not in known:
+    for key in keys:
+        if key not in known | sections:
             section = key.split(".")[0]
             close = difflib.get_close_matches(key, sorted(known), n=1)
             raise ConfigError(
