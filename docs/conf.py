@@ -164,7 +164,8 @@ def _rest_safe_lines(lines):
         elif line.rstrip().endswith("::"):  # already a literal block
             out.append(_escape(line))
             literal_indent = indent
-        elif _TABLE_ROW.match(line) and i + 1 < len(lines) and set(lines[i + 1].strip()) <= set("|-: "):
+        elif (_TABLE_ROW.match(line) and i + 1 < len(lines)
+              and set(lines[i + 1].strip()) <= set("|-: ")):
             rows = []
             while i < len(lines) and _TABLE_ROW.match(lines[i]):
                 rows.append(lines[i])
@@ -172,7 +173,7 @@ def _rest_safe_lines(lines):
             out += _list_table(rows, line[:indent])
             continue
         else:
-            nxt = next((l for l in lines[i + 1:] if l.strip()), "")
+            nxt = next((later for later in lines[i + 1:] if later.strip()), "")
             starts_block = (line.rstrip().endswith(":") and not line.rstrip().endswith("::")
                             and i + 1 < len(lines) and not lines[i + 1].strip()
                             and len(nxt) - len(nxt.lstrip()) > indent
