@@ -1,4 +1,8 @@
-"""Installs rem_tf: `pip install .` (add `[test]` for the test tools, `[docs]` for the docs)."""
+"""Installs rem_tf: `pip install .` (add `[test]` for the test tools, `[docs]` for the docs).
+
+Installs the `rem-tf` command (`rem_tf.cli`, the same as `python -m rem_tf` and run.py).
+pyproject.toml holds the build system and the configuration of pytest and ruff.
+"""
 
 from setuptools import find_packages, setup
 
@@ -14,6 +18,7 @@ setup(
     ),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    # Only rem_tf: configs/, tests/, experiments/ stay in the checkout (not importable).
     packages=find_packages(include=["rem_tf", "rem_tf.*"]),
     # The shipped presets (rem_tf.presets): weights, configs, metadata and model cards.
     package_data={"rem_tf.presets": ["*/*.json", "*/*.h5", "*/*.md"]},
@@ -31,8 +36,10 @@ setup(
         "matplotlib>=3.7",
         "tensorboard>=2.16",  # keras.callbacks.TensorBoard and `tensorboard --logdir` need it
     ],
+    entry_points={"console_scripts": ["rem-tf = rem_tf.cli:main"]},
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3", *DOCS_REQUIREMENTS],
+        # ruff: .ci/run and tests/test_packaging.py lint with pyproject.toml's rules.
+        "test": ["pytest>=7", "pytest-xdist>=3", "ruff>=0.6", *DOCS_REQUIREMENTS],
         "docs": DOCS_REQUIREMENTS,
     },
 )

@@ -21,16 +21,15 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Runs in a fresh process with the version's root first on sys.path: argv = root, methods, steps.
+# Runs in a fresh process with the version's root and benchmarks/ first on PYTHONPATH:
+# argv = methods, steps.
 CHILD = r"""
-import json, os, sys, time
-root = sys.argv[1]
-sys.path[:0] = [root, os.path.join(root, "benchmarks")]
+import json, sys, time
 import keras, rem_tf
 from machine import HIDDEN, LATENT
 from run_benchmarks import synthetic_batches
 out = {}
-for method in sys.argv[2].split(","):
+for method in sys.argv[1].split(","):
     model = rem_tf.build_model(method, num_particles=1000, latent_dim=LATENT,
                                hidden_units=HIDDEN, seed=2019)
     model.compile(optimizer=keras.optimizers.Adam(1e-4))
@@ -39,7 +38,7 @@ for method in sys.argv[2].split(","):
     for _ in range(3):
         float(model.train_function(batches)["loss"])
     times = []
-    for _ in range(int(sys.argv[3])):
+    for _ in range(int(sys.argv[2])):
         start = time.perf_counter()
         float(model.train_function(batches)["loss"])
         times.append(time.perf_counter() - start)
@@ -59,8 +58,9 @@ def checkout(revision, directory):
 
 
 def step_times(root, methods, steps):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": root}
-    proc = subprocess.run([sys.executable, "-c", CHILD, root, methods, str(steps)],
+    path = os.pathsep.join([root, os.path.join(root, "benchmarks")])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": path}
+    proc = subprocess.run([sys.executable, "-c", CHILD, methods, str(steps)],
                           capture_output=True, text=True, check=True, env=env)
     return json.loads(proc.stdout.split("RESULT ", 1)[1])
 

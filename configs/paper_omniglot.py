@@ -15,12 +15,12 @@ set. Only local files hold this split (TFDS's `omniglot` is another one).
 1,217 steps per epoch, 200 epochs.
 """
 
-from configs import default
+from rem_tf.experiment import default_config
 
 
 def get_config():
     """Returns the Omniglot paper configuration."""
-    config = default.get_config()
+    config = default_config()
     config.data.name = "omniglot"
     config.data.source = "files"
     config.data.train_split = "train"

@@ -19,12 +19,12 @@ zero, as in the authors' code (`model.output_bias_from_data=True` is Burda et
 al.'s data-mean start). Evaluated with K = 5000 on all test digits.
 """
 
-from configs import default
+from rem_tf.experiment import default_config
 
 
 def get_config():
     """Returns the paper-regime configuration."""
-    config = default.get_config()
+    config = default_config()
     config.data.name = "mnist"
     config.data.source = "offline"
     config.data.train_split = "train"

@@ -15,12 +15,12 @@ already prepared TFDS `mnist`, else the offline copy fetched from PyPI.
 3,000 steps per epoch, 200 epochs, as `configs/default.py`.
 """
 
-from configs import default
+from rem_tf.experiment import default_config
 
 
 def get_config():
     """Returns the stochastic-MNIST paper configuration."""
-    config = default.get_config()
+    config = default_config()
     config.data.name = "mnist"
     config.data.source = "auto"
     config.data.train_split = "train"

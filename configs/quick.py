@@ -24,12 +24,12 @@ Your own images instead: `--config.data.source=npz --config.data.path=mine.npz`
 (an .npz with arrays "train" and "test" of any image shape; docs/own_data.md).
 """
 
-from configs import default
+from rem_tf.experiment import default_config
 
 
 def get_config():
     """Returns the quick configuration."""
-    config = default.get_config()
+    config = default_config()
     config.data.name = "mnist"
     config.data.source = "offline"
     config.data.train_split = "train"

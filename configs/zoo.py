@@ -19,14 +19,18 @@ kept every 10 epochs (30,000 steps) with its wall and CPU seconds in
 resumes a stopped run.
 """
 
-from configs import paper_regime
+import pathlib
+import runpy
+
+# The config files are files, not a package: runpy reads the sibling from any entry point.
+paper_regime = runpy.run_path(str(pathlib.Path(__file__).with_name("paper_regime.py")))
 
 STEPS_PER_EPOCH = 3000  # 60,000 digits / batch 20
 
 
 def get_config():
     """Returns the zoo configuration."""
-    config = paper_regime.get_config()
+    config = paper_regime["get_config"]()
     config.training.num_particles = 50
     config.training.epochs = 200
     config.training.keep_checkpoint_every_steps = 10 * STEPS_PER_EPOCH

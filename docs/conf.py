@@ -1,6 +1,7 @@
 """Sphinx configuration of the rem_tf documentation (MyST Markdown, autodoc + napoleon).
 
-Build (from the repository root; `pip install -e ".[docs]"` first):
+Build (from the repository root, whose rem_tf `python -m` puts first on sys.path;
+`pip install -e ".[docs]"` first):
 
   python -m sphinx -W -b html docs docs/_build/html
 
@@ -11,13 +12,9 @@ reference, a missing include or a public name without a docstring fails the test
 import importlib
 import inspect
 import os
-import pathlib
 import re
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # autodoc imports TensorFlow
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # document this checkout's rem_tf, not an installed one
 
 project = "rem_tf"
 author = "rem_tf contributors"
@@ -171,7 +168,8 @@ def _rest_safe_lines(lines):
         elif line.rstrip().endswith("::"):  # already a literal block
             out.append(_escape(line))
             literal_indent = indent
-        elif _TABLE_ROW.match(line) and i + 1 < len(lines) and set(lines[i + 1].strip()) <= set("|-: "):
+        elif (_TABLE_ROW.match(line) and i + 1 < len(lines)
+              and set(lines[i + 1].strip()) <= set("|-: ")):
             rows = []
             while i < len(lines) and _TABLE_ROW.match(lines[i]):
                 rows.append(lines[i])
@@ -179,7 +177,7 @@ def _rest_safe_lines(lines):
             out += _list_table(rows, line[:indent])
             continue
         else:
-            nxt = next((l for l in lines[i + 1:] if l.strip()), "")
+            nxt = next((later for later in lines[i + 1:] if later.strip()), "")
             starts_block = (line.rstrip().endswith(":") and not line.rstrip().endswith("::")
                             and i + 1 < len(lines) and not lines[i + 1].strip()
                             and len(nxt) - len(nxt.lstrip()) > indent

@@ -50,14 +50,12 @@ import tensorflow as tf  # noqa: E402
 from rem_tf import evaluation, experiment  # noqa: E402
 from rem_tf.experiment import checkpoints, run_files  # noqa: E402
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import claims  # noqa: E402
+import claims  # noqa: E402  (this directory: a script's own directory is on sys.path)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the config files import `configs.default`
 STUDIES = ("paper_regime", "particle_sweep")
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -219,7 +217,8 @@ def evaluate(base):
                 continue
 
             def restored(step):
-                return experiment.restore_model(config, workdir / "kept_checkpoints" / f"ckpt-{step}")
+                return experiment.restore_model(config,
+                                                workdir / "kept_checkpoints" / f"ckpt-{step}")
 
             if study == "paper_regime":
                 for step in sorted(times):
@@ -278,7 +277,8 @@ def collect(base):
             "evaluated": encoder is not None,
             "seconds": times.get(step, (None, None))[0],
             "cpu_seconds": times.get(step, (None, None))[1],
-            "test_nll": encoder and encoder["nll"], "eval_samples": encoder and encoder["num_samples"],
+            "test_nll": encoder and encoder["nll"],
+            "eval_samples": encoder and encoder["num_samples"],
             "test_nll_shifted": shifted and shifted["nll"],
             "shifted_samples": shifted and shifted["num_samples"],
             "kl_to_prior": encoder and encoder["kl_to_prior"],
@@ -292,7 +292,8 @@ def collect(base):
         if encoder:
             per_digit[("paper_regime", method)] = encoder["per_example_log_likelihood"]
     other_seeds = sorted({*seeds_on_disk(), *(int(s) for s in _SWEEP_SEEDS.value)})
-    for _, method, k, workdir, config in runs(base, "particle_sweep", other_seeds):  # config's first
+    # the config's seed first
+    for _, method, k, workdir, config in runs(base, "particle_sweep", other_seeds):
         found = read_json(workdir / "sweep_eval.json").get(str(_SWEEP_STEPS.value))
         if not found:
             continue
@@ -385,7 +386,8 @@ def paper_regime_section(paper, differences, machine):
         "seconds of the training process (two runs shared the 2 cores, one TensorFlow thread "
         "each, with other work on the machine: CPU time is the fairer measure).",
         "",
-        "| method | steps | test NLL | shifted NLL | KL to prior | active units | wall time | CPU time |",
+        "| method | steps | test NLL | shifted NLL | KL to prior | active units | wall time "
+        "| CPU time |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for method, row in sorted(paper.items(), key=lambda kv: kv[1]["test_nll"] or 1e9):

@@ -17,14 +17,12 @@ and each method's paired difference to the IWAE (same seed) with a 95 % t-interv
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 import scipy.stats
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import compare_methods  # noqa: E402  (same directory; shares the training code)
-from rem_tf.experiment import run_files  # noqa: E402
+import compare_methods  # same directory (a script's own is on sys.path); its training code
+from rem_tf.experiment import run_files
 
 ROOT = compare_methods.ROOT
 
@@ -92,7 +90,8 @@ def summary_markdown(nll, seeds, args, commit, baseline_seed=None):
         present = np.array([v for v in values if v is not None])
         std = present.std(ddof=1) if len(present) > 1 else float("nan")
         cells = ["–" if v is None else f"{v:.2f}" for v in values]
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {present.mean():.2f} | {std:.2f} |")
+        lines.append(f"| {method} | " + " | ".join(cells)
+                     + f" | {present.mean():.2f} | {std:.2f} |")
     if "iwae" in nll:
         lines += ["", "Paired difference to the IWAE (same seed; positive = worse than the IWAE; "
                   "an interval that excludes 0 means the difference is larger than the "
@@ -131,7 +130,8 @@ def main():
         os.makedirs(run_args.out, exist_ok=True)
         train_size, test, train_fixed, bias = compare_methods.load_data(seed)
         for method in methods:
-            result = compare_methods.run_method(method, run_args, train_size, test, train_fixed, bias)
+            result = compare_methods.run_method(method, run_args, train_size, test, train_fixed,
+                                                bias)
             nll[method][seed] = result["test"]["nll"]
     text = summary_markdown(nll, seeds, args, run_files.git_commit(short=True), baseline_seed)
     with open(os.path.join(args.out, "seed_variation.md"), "w") as f:

@@ -3,7 +3,7 @@ r"""REM at small K (issue 14): watch the encoder's scale and the width of s step
   python experiments/small_k.py --num_particles=2 --covariance=unweighted   # NaN at step ~105
   python experiments/small_k.py --num_particles=2 --covariance=weighted    # trains
 
-Trains REM (v2 by default) with the model and data of `configs/quick.py` (real
+Trains REM (v2 by default) with the model and data of `--config` (configs/quick.py: real
 MNIST from the offline copy, batch 100) for `--steps` steps and every
 `--every` steps prints, on one fixed batch: the ELBO, the mean log scale of the
 encoder, the width of the hyperproposal s in the encoder's units
@@ -22,20 +22,20 @@ log scale at steps 1 → 101, β-weighted width in brackets:
 import json
 import os
 import pathlib
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the config files import `configs.default`
-
-from configs import quick  # noqa: E402
 from rem_tf import estimators  # noqa: E402
 from rem_tf.experiment import builders  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", str(ROOT / "configs" / "quick.py"), "The model and data.", lock_config=False)
 
 _METHOD = flags.DEFINE_enum("method", "rem_v2", ["rem_v1", "rem_v2"], "REM version.")
 _K = flags.DEFINE_integer("num_particles", 2, "K.")
@@ -46,7 +46,7 @@ _EVERY = flags.DEFINE_integer("every", 10, "Print every this many steps.")
 
 
 def main(_):
-    config = quick.get_config()
+    config = _CONFIG.value
     config.method, config.training.num_particles = _METHOD.value, _K.value
     config.model.covariance = _COVARIANCE.value
     dataset, steps_per_epoch = builders.train_dataset(config, config.training.batch_size)

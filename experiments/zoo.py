@@ -46,14 +46,12 @@ import rem_tf  # noqa: E402
 from rem_tf import data, evaluation, experiment, presets  # noqa: E402
 from rem_tf.experiment import checkpoints, run_files  # noqa: E402
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import claims  # noqa: E402
+import claims  # noqa: E402  (this directory: a script's own directory is on sys.path)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the config files import `configs.paper_regime`
 # Published numbers the runs are put beside (test NLL, nats).
 PAPER_TABLE_2 = "test NLL REM v1 88.95 and REM v2 88.92, train NLL 88.68 and 88.58 (Dieng & " \
     "Paisley, Table 2: stochastically binarized MNIST, K = 1000, 200 epochs)"

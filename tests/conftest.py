@@ -8,22 +8,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 TEST_SEED = int(os.environ.get("REM_TF_TEST_SEED", "2019"))
-# REM_TF_SLOW_TESTS=1 also runs the tests marked `slow` (the default run, which CI runs,
-# skips them to stay near 10 minutes on 2 cores; each has a faster sibling in the default).
-RUN_SLOW = os.environ.get("REM_TF_SLOW_TESTS") == "1"
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: run only with REM_TF_SLOW_TESTS=1")
-
-
-def pytest_collection_modifyitems(config, items):
-    if RUN_SLOW:
-        return
-    skip = pytest.mark.skip(reason="slow: set REM_TF_SLOW_TESTS=1 to run it")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+# Tests marked `slow` are left out by default (pyproject.toml: addopts = -m "not slow");
+# `pytest -m slow` runs only them, `pytest -m ""` everything.
 
 
 @pytest.fixture(autouse=True)

@@ -16,9 +16,9 @@ import sys
 import numpy as np
 import pytest
 
+from experiments import claims  # pure functions, no TensorFlow (pyproject: pythonpath ".")
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "experiments"))
-import claims  # noqa: E402  (experiments/claims.py: pure functions, no TensorFlow)
 
 PAPER_FIELDS = {"num_particles", "batch_size", "steps", "seconds", "test_nll", "test_nll_shifted",
                 "kl_to_prior", "active_units", "curve"}
@@ -193,7 +193,8 @@ def test_kl_claims_over_k():
              "rem_v2": {"10": {"kl_to_prior": 19.0}, "100": {"kl_to_prior": 18.0}}}
     verdict, sentences = claims.kl_claim(paper, sweep)
     assert verdict == "partly supported (2 of 3 comparisons)"
-    assert sentences == ["K = 10: REM v2 19.00 vs IWAE 20.00", "K = 100: REM v2 18.00 vs IWAE 17.00",
+    assert sentences == ["K = 10: REM v2 19.00 vs IWAE 20.00",
+                         "K = 100: REM v2 18.00 vs IWAE 17.00",
                          "K = 1000: REM v2 15.00 vs IWAE 13.50"]
     sweep["rem_v2"]["10"]["kl_to_prior"] = 21.0
     assert claims.kl_claim(paper, sweep)[0] == "supported"

@@ -7,7 +7,6 @@ IWAE(M·K) with that seed draws exactly the particles MIWAE(M, K) groups.
 """
 
 import inspect
-import sys
 
 import keras
 import numpy as np
@@ -17,9 +16,7 @@ import tensorflow as tf
 
 import rem_tf
 from rem_tf import estimators
-from test_run_common import REPO, read_json, run_py, tiny_args, write_tiny_mnist
-
-sys.path.insert(0, str(REPO))  # `from configs import default`
+from test_run_common import read_json, run_py, tiny_args, write_tiny_mnist
 
 RAINFORTH = {"miwae": ("MIWAE", "num_groups"), "ciwae": ("CIWAE", "beta"),
              "piwae": ("PIWAE", "num_groups")}

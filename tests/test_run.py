@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import RUN_SLOW
 from test_run_common import (  # noqa: F401 - data_dir is a fixture
     REPO, data_dir, environment, read_csv, read_json, run_py, tiny_args, train_command,
+    train_in_subprocess,
 )
 
 LOAD_WITHOUT_REM_TF = r"""
@@ -123,8 +123,9 @@ def test_kill_mid_epoch_and_rerun_resumes_to_the_same_result(reference, data_dir
     reference_dir, _ = reference
     args = [*tiny_args(data_dir), f"--workdir={tmp_path / 'run'}", "--mode=train"]
     # Checkpoints at steps 3, 4 (end of epoch 1) and 7; dies right after step 7,
-    # in the middle of epoch 2, without any clean-up.
-    killed = run_py([*args, "--testing_exit_after_step=7"], check=False)
+    # in the middle of epoch 2, without any clean-up: the same run (tiny_config is
+    # tiny_args' config) in `experiment.train`, with a callback that exits like a kill.
+    killed = train_in_subprocess(data_dir, tmp_path / "run", exit_after_step=7, check=False)
     assert killed.returncode == 3, killed.stderr[-3000:]
     assert (tmp_path / "run" / "checkpoints" / "ckpt-7.index").is_file()
     assert [row["epoch"] for row in read_csv(tmp_path / "run" / "train_log.csv")] == ["0"]
@@ -275,9 +276,12 @@ def _workdir_is_a_file(run):
     return [f"--workdir={run / 'a_file'}"]
 
 
-# Rows that only check a config value (the same checks as test_experiment.py's in-process
-# check_config rows): through run.py only with REM_TF_SLOW_TESTS=1.
-CONFIG_VALUE_ROWS = {"seed", "adam-epsilon", "eval-split", "architecture", "proposal"}
+
+def _slow(*row):
+    """A row that only checks a config value (the same checks as test_experiment.py's
+    in-process check_config rows): through run.py only in the slow run."""
+    return pytest.param(*row, marks=pytest.mark.slow)
+
 
 
 @pytest.mark.parametrize(
@@ -290,11 +294,11 @@ CONFIG_VALUE_ROWS = {"seed", "adam-epsilon", "eval-split", "architecture", "prop
         (["stray_argument"], None, ["unexpected arguments: stray_argument"]),
         (["--config.training.epoch=3"], None, ["--config.training.epoch", "epochs"]),
         (["--config.foo.bar=1"], None, ["'foo'", "--config.foo.bar"]),
-        (["--config.seed=-1"], None, ["seed"]),
-        (["--config.training.adam_epsilon=-1"], None, ["training.adam_epsilon", "> 0"]),
-        (["--config.evaluation.split=valid"], None, ["evaluation.split", "'valid'"]),
-        (["--config.model.architecture=resnet"], None, ["model.architecture", "mlp, conv"]),
-        (["--config.evaluation.proposal=best"], None, ["evaluation.proposal", "shifted"]),
+        _slow(["--config.seed=-1"], None, ["seed"]),
+        _slow(["--config.training.adam_epsilon=-1"], None, ["training.adam_epsilon", "> 0"]),
+        _slow(["--config.evaluation.split=valid"], None, ["evaluation.split", "'valid'"]),
+        _slow(["--config.model.architecture=resnet"], None, ["model.architecture", "mlp, conv"]),
+        _slow(["--config.evaluation.proposal=best"], None, ["evaluation.proposal", "shifted"]),
         (["DATA"], _workdir_is_a_file, ["a_file", "--workdir"]),
         (["DATA"], _truncate_checkpoints, ["no readable checkpoint", "ckpt-8", "ckpt-7"]),
         (["DATA"], _corrupt_config_json, ["config.json", "not valid JSON"]),
@@ -309,10 +313,7 @@ CONFIG_VALUE_ROWS = {"seed", "adam-epsilon", "eval-split", "architecture", "prop
          "config-json", "config-json-list", "workdir-inside-file", "saved-model", "keras-file"],
 )
 def test_bad_input_is_one_line_naming_it_and_status_2(flags, prepare, names, reference,
-                                                       data_dir, tmp_path, request):
-    if request.node.callspec.id in CONFIG_VALUE_ROWS and not RUN_SLOW:
-        pytest.skip("slow: a config value check, tested in-process by test_experiment.py's "
-                    "check_config rows; REM_TF_SLOW_TESTS=1 runs it through run.py too")
+                                                       data_dir, tmp_path):
     if flags[:1] == ["DATA"]:
         flags = [*tiny_args(data_dir), *flags[1:]]
     extra = prepare(_copy_run(reference[0], tmp_path)) if prepare else [
@@ -379,8 +380,7 @@ dd if=/dev/zero of="$M/filler" bs=1k count=$((free - 60)) 2>/dev/null
 run "$@" --epochs=2 >"$OUT/full.out" 2>"$OUT/full.err" && echo 0 >"$OUT/full.rc" \
   || echo $? >"$OUT/full.rc"
 ls -A "$M/run/checkpoints" >"$OUT/full.ls"
-python -c "import sys; sys.path.insert(0, '$REPO')
-from rem_tf.experiment import checkpoints
+python -c "from rem_tf.experiment import checkpoints
 print(checkpoints.unreadable('$M/run/checkpoints/ckpt-4'))" >"$OUT/full.ckpt4" 2>/dev/null
 rm "$M/filler"
 run "$@" --epochs=2 >/dev/null 2>"$OUT/again.err"

@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import pathlib
+import runpy
 import subprocess
 import sys
 
@@ -15,8 +16,6 @@ import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # `from configs import ...`
 
 
 def write_tiny_mnist(directory, num_train=40, num_test=16, seed=0):
@@ -54,11 +53,14 @@ def tiny_fields(data_dir, epochs=2):
 
 def tiny_config(data_dir, epochs=2, overrides=None):
     """configs/quick.py's ConfigDict with `tiny_fields` and `overrides` ({"a.b": value})."""
-    from configs import quick  # noqa: PLC0415 - needs the repository on sys.path
-
-    config = quick.get_config()
+    config = config_file("quick")
     config.update_from_flattened_dict({**tiny_fields(data_dir, epochs), **(overrides or {})})
     return config
+
+
+def config_file(name):
+    """configs/<name>.py's config, loaded from its file as run.py's --config loads it."""
+    return runpy.run_path(str(REPO / "configs" / f"{name}.py"))["get_config"]()
 
 
 def tiny_args(data_dir, epochs=2):
@@ -71,11 +73,11 @@ def tiny_args(data_dir, epochs=2):
 
 
 # `rem_tf.experiment.train` of the tiny run in a fresh process (logical devices and the
-# cluster are fixed when TensorFlow starts): argv = repository, JSON of train_command's spec.
+# cluster are fixed when TensorFlow starts; `environment` puts tests/ on its PYTHONPATH):
+# argv = JSON of train_command's spec.
 _TRAIN = r"""
 import json, os, sys, time
-sys.path[:0] = [sys.argv[1], os.path.join(sys.argv[1], "tests")]
-spec = json.loads(sys.argv[2])
+spec = json.loads(sys.argv[1])
 import keras
 from rem_tf import experiment
 from test_run_common import tiny_config
@@ -110,12 +112,14 @@ def train_command(data_dir, workdir, overrides=None, exit_after_step=None, pause
     spec = {"data_dir": str(data_dir), "workdir": str(workdir), "overrides": overrides or {},
             "exit_after_step": exit_after_step, "pause": [str(pause[0]), pause[1]] if pause
             else None}
-    return [sys.executable, "-c", _TRAIN, str(REPO), json.dumps(spec)]
+    return [sys.executable, "-c", _TRAIN, json.dumps(spec)]
 
 
 def environment(**extra):
-    """The test process's environment, quiet TF, no inherited TF_CONFIG, plus `extra`."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    """The test process's environment, quiet TF, no inherited TF_CONFIG, the checkout and
+    tests/ first on PYTHONPATH (this rem_tf, `import test_run_common`), plus `extra`."""
+    path = [str(REPO), str(REPO / "tests"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(path))
     env.pop("TF_CONFIG", None)
     env.update(extra)
     return env

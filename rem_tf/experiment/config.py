@@ -1,15 +1,13 @@
 """Config checks, data-set defaults and the resume rule; nothing here loads data or builds a model.
 
-A config is an `ml_collections.ConfigDict` with the sections of
-`configs/default.py` (data, model, training, evaluation, distribute).
+A config is an `ml_collections.ConfigDict` with the sections of `default_config()`
+(data, model, training, evaluation, distribute).
 `check_config` returns a checked copy with every default filled in, or raises
 `ConfigError` naming the field, before any data is read.
 """
 
 import collections.abc
 import difflib
-import importlib.util
-import inspect
 import json
 import math
 import numbers
@@ -19,13 +17,12 @@ import keras
 import ml_collections
 
 import rem_tf
-from rem_tf import data, estimators, evaluation, schedules
+from rem_tf import data, estimators, schedules
 from rem_tf.experiment import builders
+from rem_tf.experiment.defaults import default_config
 from rem_tf.experiment.errors import ConfigError
 from rem_tf.validation import PROPOSALS, SCALE_ACTIVATIONS, is_integer
 
-REPO = pathlib.Path(rem_tf.__file__).resolve().parents[1]
-DEFAULT_CONFIG_FILE = REPO / "configs" / "default.py"
 MODES = ("train", "evaluate", "train_and_evaluate")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 OPTIMIZERS = ("adam", "sgd")
@@ -88,43 +85,44 @@ _BOOLEANS = ("model.output_bias_from_data", "training.jit_compile")
 _TRAINING_ONLY = ("seed", "model.", "training.")  # not read by --mode=evaluate
 
 
-def default_config():
-    """`configs/default.py`'s config, or None where the repository's configs are not present."""
-    if not DEFAULT_CONFIG_FILE.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("rem_tf_default_config", DEFAULT_CONFIG_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def with_defaults(config, defaults=None):
-    """A copy of `config` with the fields of `defaults` (configs/default.py) that it lacks.
+    """A copy of `config` with the fields of `defaults` (`default_config()`) that it lacks.
 
     A config written before a field existed (an old config.json, a hand-made
     ConfigDict) gets the field's default value.
+
+    Raises:
+      ConfigError: `config` is not a ConfigDict or dict, or has a field `defaults` lacks.
     """
     if not isinstance(config, (ml_collections.ConfigDict, collections.abc.Mapping)):
         raise ConfigError(f"a config must be an ml_collections.ConfigDict or a dict, got "
                           f"{type(config).__name__}")
-    if not isinstance(config, ml_collections.ConfigDict):
-        config = ml_collections.ConfigDict(config)  # e.g. a config.json dict (keys sorted)
-    config = config.copy_and_resolve_references()  # keeps the order of the fields
+    config = ml_collections.ConfigDict(config).copy_and_resolve_references()
     defaults = default_config() if defaults is None else defaults
+    check_known_fields(flatten(config.to_dict()), defaults)
+    # Not type-safe: a value of another type is check_config's one-line error, not a TypeError.
+    merged = ml_collections.ConfigDict(defaults.to_dict(), type_safe=False)
+    merged.update(config)
+    return merged
 
-    def fill(target, source):
-        for key, value in source.items():
-            if key not in target:
-                target[key] = value
-            elif isinstance(value, ml_collections.ConfigDict) and isinstance(
-                target[key], ml_collections.ConfigDict
-            ):
-                fill(target[key], value)
 
-    if defaults is not None:
-        with config.unlocked():
-            fill(config, defaults)
-    return config
+def check_known_fields(keys, defaults=None):
+    """Refuses a field ("a.b") that `defaults` (`default_config()`) lacks: a typo such as
+    training.epoch. (ml_collections' locked update names only the last key, over lines.)
+
+    Raises:
+      ConfigError: one line naming the first unknown field and the closest known one.
+    """
+    known = set(flatten((default_config() if defaults is None else defaults).to_dict()))
+    sections = {key.split(".")[0] for key in known if "." in key}
+    for key in keys:
+        if key not in known | sections:
+            section = key.split(".")[0]
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            raise ConfigError(
+                f"unknown config field {key!r} (--config.{key})"
+                + (f": there is no section {section!r}" if "." in key and section not in
+                   sections else "") + (f"; did you mean {close[0]!r}?" if close else ""))
 
 
 def _field(path):
@@ -179,19 +177,6 @@ def _check_types_and_ranges(config, mode):
         ) from None
 
 
-def _check_known_fields(config):
-    """A field configs/default.py does not have is a typo (e.g. training.epoch): refused."""
-    defaults = default_config()
-    if defaults is None:
-        return
-    known = set(flatten(defaults.to_dict()))
-    for key in flatten(config.to_dict()):
-        if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            raise ConfigError(f"unknown config field {key!r}"
-                              + (f"; did you mean {close[0]!r}?" if close else ""))
-
-
 def _resolve_data_defaults(config, mode):
     """Fills the data fields whose default depends on the data set or the likelihood
     (config.json stores them): a Gaussian likelihood gets the grey levels ("none")."""
@@ -241,19 +226,19 @@ def _check_data(config):
 def check_config(config, mode="train_and_evaluate"):
     """Checks every value a run reads; returns a copy with all defaults filled in.
 
-    Reads every field of configs/default.py (for mode "evaluate" only `data`,
+    Reads every field of `default_config()` (for mode "evaluate" only `data`,
     `evaluation` and `distribute`). Fields the config lacks get their
-    configs/default.py value; `data.source` and `data.train_split` get the
+    `default_config()` value; `data.source` and `data.train_split` get the
     data set's default when None.
 
     Raises:
-      ConfigError: a value of the wrong type or out of range, or a name the
-        library does not know (method, data set, split, binarization, …).
+      ConfigError: a value of the wrong type or out of range, a field
+        `default_config()` lacks, or a name the library does not know (method,
+        data set, split, binarization, …).
     """
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
     config = with_defaults(config)
-    _check_known_fields(config)
     _check_types_and_ranges(config, mode)
     _check_data(config)
     for path in ("data.train_binarization", "data.eval_binarization"):
@@ -264,12 +249,6 @@ def check_config(config, mode="train_and_evaluate"):
     if splits is not None:
         _check_choice(config, "evaluation.split", splits, f"{config.data.name} split")
     _check_choice(config, "evaluation.proposal", PROPOSALS, "proposal")
-    if (config.evaluation.proposal != "encoder"
-            and "proposal" not in inspect.signature(evaluation.evaluate).parameters):
-        raise ConfigError(
-            f"evaluation.proposal {config.evaluation.proposal!r} needs a rem_tf whose "
-            "evaluation.evaluate takes proposal=; use 'encoder'"
-        )
     if mode == "evaluate":
         return config
     if splits is not None:
@@ -290,8 +269,8 @@ def check_config(config, mode="train_and_evaluate"):
         for field in ("train_binarization", "eval_binarization"):
             if config.data[field] == "none":
                 raise ConfigError(
-                    f"data.{field} 'none' keeps {config.data.name}'s grey levels, which the Bernoulli "
-                    "likelihood cannot score: use dynamic, fixed or threshold, or "
+                    f"data.{field} 'none' keeps {config.data.name}'s grey levels, which the "
+                    "Bernoulli likelihood cannot score: use dynamic, fixed or threshold, or "
                     "model.likelihood='gaussian'"
                 )
     return config
@@ -319,13 +298,13 @@ def check_resumable(stored, config, defaults=None):
     Args:
       stored: the dict of the run directory's config.json.
       config: the ConfigDict of the run about to resume it.
-      defaults: configs/default.py's config (default: loaded); a field absent
+      defaults: the config of the defaults (default: `default_config()`); a field absent
         from `stored` (written before the field existed) whose new value is its
         default is not a change.
     """
     defaults = default_config() if defaults is None else defaults
     old, new = flatten(stored), flatten(as_dict(config))
-    default = flatten(as_dict(defaults)) if defaults is not None else {}
+    default = flatten(as_dict(defaults))
     missing = object()
 
     def changed(key):
