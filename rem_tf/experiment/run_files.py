@@ -181,7 +181,11 @@ def read_json(path, fix="move it away or use a new --workdir"):
 
 
 def git_commit(short=False):
-    """The repository's HEAD commit, with "-dirty" when tracked files changed; None outside git."""
+    """This checkout's HEAD commit, with "-dirty" when tracked files changed; None when the
+    package is not a git checkout's (e.g. installed, even inside another repository)."""
+    if not (REPO / ".git").exists():
+        return None
+
     def git(*args):
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
