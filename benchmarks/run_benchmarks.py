@@ -42,7 +42,8 @@ import machine  # noqa: E402  (benchmarks/machine.py)
 from machine import HIDDEN, LATENT, cpu_model  # noqa: E402
 
 BATCH = 20
-PASSES_PER_STEP = {"vae": 3, "iwae": 3, "rws": 3, "rem_v1": 4, "rem_v2": 4, "iwae_stl": 4, "iwae_dreg": 4}
+PASSES_PER_STEP = {"vae": 3, "iwae": 3, "rws": 3, "rem_v1": 4, "rem_v2": 4, "iwae_stl": 4,
+                   "iwae_dreg": 4}
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -135,7 +136,8 @@ def evaluation_child(num_images, num_samples, chunk_size, batch_size, jit):
 
 def evaluation(num_images, num_samples, jit):
     out = subprocess.run(
-        [sys.executable, __file__, "--eval_child", str(num_images), str(num_samples), str(int(jit))],
+        [sys.executable, __file__, "--eval_child", str(num_images), str(num_samples),
+         str(int(jit))],
         check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -143,7 +145,8 @@ def evaluation(num_images, num_samples, jit):
 def markdown(results):
     peak = results["matmul_peak_gflops"]
     lines = [
-        f"Machine: {results['cpu']} ({results['cores']} cores), TensorFlow {results['tensorflow']}, "
+        f"Machine: {results['cpu']} ({results['cores']} cores), "
+        f"TensorFlow {results['tensorflow']}, "
         f"{results['date']}. float32 matmul peak measured in this run: **{peak:.0f} GFLOP/s**.",
         "",
         "| method | K | B | step | steps/s | GFLOP/step | GFLOP/s | % of matmul limit |",

@@ -55,7 +55,8 @@ def _curve_text(a, b, paper):
     gaps = [curve_a[s] - curve_b[s] for s in common]
     where = ("ahead of" if max(gaps) < 0 else "behind" if min(gaps) > 0 else "on both sides of")
     digits = paper[a].get("curve_examples")
-    return (f"on the learning curves ({f'first {digits:,} test digits' if digits else 'test digits'})"
+    examples = f"first {digits:,} test digits" if digits else "test digits"
+    return (f"on the learning curves ({examples})"
             f" {NAMES.get(a, a)} is {where} the "
             f"{NAMES.get(b, b)} at all {len(common)} common kept steps "
             f"({common[0]:,}–{common[-1]:,}), by {min(abs(g) for g in gaps):.1f}–"
@@ -166,7 +167,8 @@ def iwae_kl_falls_claim(sweep, paper=None):
     if all(b < a for a, b in zip(kls, kls[1:])):
         verdict = "supported (it falls at every step of K)"
     elif kls[-1] < kls[0]:
-        verdict = "partly supported (lower at the largest K than at the smallest, not at every step)"
+        verdict = ("partly supported (lower at the largest K than at the smallest, "
+                   "not at every step)")
     else:
         verdict = "not supported"
     return verdict, [", ".join(f"K = {k}: {kl:.2f}" for k, kl in rows)]

@@ -337,10 +337,10 @@ def write_results_md(results, fig2, args, meta):
            f"variation). " if seeds else
            "seed-to-seed variation was not measured, so differences of a few tenths of a nat "
            "should not be read as significant. ")
-        + f"Train times were measured on a machine whose two "
-        f"cores were at times shared with other jobs; the benchmark table "
-        f"(docs/benchmarks.md) has clean "
-        f"speed numbers.",
+        + "Train times were measured on a machine whose two "
+        "cores were at times shared with other jobs; the benchmark table "
+        "(docs/benchmarks.md) has clean "
+        "speed numbers.",
         "",
         f"NLL is −log p(x) estimated with K = {k} importance samples from the encoder "
         f"(test: all 10,000 digits; train: the first {args.train_eval_images} training digits, "
@@ -431,7 +431,8 @@ def main():
     }
     try:
         with open("/proc/cpuinfo") as f:
-            meta["cpu"] = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+            meta["cpu"] = next(line.split(":", 1)[1].strip() for line in f
+                               if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     run_files.write_json(meta_path, meta)

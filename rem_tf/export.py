@@ -10,16 +10,21 @@ The SavedModel needs TensorFlow only — not `rem_tf`, not the Python source:
 
 Functions (callable as attributes of the loaded object, and as signatures in
 `loaded.signatures[name]`, which take keyword arguments and return dicts;
-`serving_default` is `log_likelihood`):
+`serving_default` is `log_likelihood`), each as name: inputs → returns (signature
+output key):
 
-| name | inputs | returns (signature output key) |
-|---|---|---|
-| `log_likelihood` | x float32 [B, *input_shape] (binary for a Bernoulli likelihood, finite otherwise), num_samples int64 [] >= 1 | [B] log p(x), importance-sampled with K = num_samples, chunked (`log_likelihood`) |
-| `log_likelihood_shifted` | x, num_samples | [B] the authors' estimator: K encoder samples give the weighted mean μ̂, then K samples from N(μ̂, diag(scale²)) (`log_likelihood`) |
-| `elbo` | x | [B] ELBO estimate, mean of `elbo_samples` log weights (`elbo`) |
-| `encode` | x | dict loc, scale [B, L] of r(z\\|x) (`loc`, `scale`) |
-| `decode` | z float32 [B, L], finite | the likelihood's parameters [B, *input_shape]: Bernoulli logits (`logits`); Gaussian mean (`loc`, and `scale` in the signature); a custom likelihood's decoder output (`params`) |
-| `sample` | num int64 [] >= 0 | [num, *input_shape] drawn from the model, binary for Bernoulli (`images`) |
+- `log_likelihood`: x float32 [B, *input_shape] (binary for a Bernoulli likelihood, finite
+  otherwise), num_samples int64 [] >= 1 → [B] log p(x), importance-sampled with
+  K = num_samples, chunked (`log_likelihood`).
+- `log_likelihood_shifted`: x, num_samples → [B] the authors' estimator: K encoder samples
+  give the weighted mean μ̂, then K samples from N(μ̂, diag(scale²)) (`log_likelihood`).
+- `elbo`: x → [B] ELBO estimate, mean of `elbo_samples` log weights (`elbo`).
+- `encode`: x → dict loc, scale [B, L] of r(z|x) (`loc`, `scale`).
+- `decode`: z float32 [B, L], finite → the likelihood's parameters [B, *input_shape]:
+  Bernoulli logits (`logits`); Gaussian mean (`loc`, and `scale` in the signature); a
+  custom likelihood's decoder output (`params`).
+- `sample`: num int64 [] >= 0 → [num, *input_shape] drawn from the model, binary for
+  Bernoulli (`images`).
 
 Bad input raises `tf.errors.InvalidArgumentError` whose message starts with
 "rem_tf: " and names the argument: x outside the likelihood's support, a
@@ -195,7 +200,8 @@ class ModelFunctions(tf.Module):
         signatures = {
             **{
                 name: tf.function(
-                    lambda x, num_samples, f=getattr(self, name): {"log_likelihood": f(x, num_samples)},
+                    lambda x, num_samples, f=getattr(self, name): {
+                        "log_likelihood": f(x, num_samples)},
                     input_signature=sig[name],
                 ).get_concrete_function()
                 for name in ("log_likelihood", "log_likelihood_shifted")
@@ -240,7 +246,8 @@ def export(model, path, *, chunk_size=200, elbo_samples=100, metadata=None):
         "input_shape": list(model.input_shape),
         "latent_dim": int(model.latent_dim),
         "likelihood": model.likelihood.describe(),
-        "decode_outputs": sorted(functions.decode_parameters.get_concrete_function().structured_outputs),
+        "decode_outputs": sorted(
+            functions.decode_parameters.get_concrete_function().structured_outputs),
         "chunk_size": functions.chunk_size,
         "elbo_samples": functions.elbo_samples,
         "signatures": list(SIGNATURES),
@@ -273,8 +280,8 @@ def export(model, path, *, chunk_size=200, elbo_samples=100, metadata=None):
     return str(path)
 
 
-def keras_export(model, filepath, format="tf_saved_model", verbose=None, input_signature=None,
-                 **kwargs):
+def keras_export(model, filepath, format="tf_saved_model",  # noqa: A002 - Keras's Model.export
+                 verbose=None, input_signature=None, **kwargs):
     """Keras's `model.export` for a rem_tf model (what `GenerativeModel.export` calls): `export`.
 
     Args:

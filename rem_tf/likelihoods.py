@@ -3,14 +3,14 @@
 A likelihood turns the decoder's output for N particles, its parameters `params`
 [N, *input_shape], into log p(x | z). Every method only needs this log-density
 (plus log p(z) and the encoder's diagonal Gaussian), so any of these works with
-every method:
+every method (each `likelihood=`: decoder output; data; learned parameters (θ)):
 
-| `likelihood=` | decoder output | data | learned parameters (θ) |
-|---|---|---|---|
-| `"bernoulli"` (default) | logits | binary, {0, 1} | none |
-| `"gaussian"` | mean | real, finite | one scale, log-parameterized (`Gaussian()`) |
-| `Gaussian(scale=…, learned=…, per_pixel=…)` | mean | real, finite | a scalar or per-pixel scale, or none |
-| a callable `params -> tfd.Distribution` | anything the callable reads | finite | those of the callable, if it is a Keras layer |
+- `"bernoulli"` (default): logits; binary, {0, 1}; none.
+- `"gaussian"`: mean; real, finite; one scale, log-parameterized (`Gaussian()`).
+- `Gaussian(scale=…, learned=…, per_pixel=…)`: mean; real, finite; a scalar or per-pixel
+  scale, or none.
+- a callable `params -> tfd.Distribution`: anything the callable reads; finite; those of
+  the callable, if it is a Keras layer.
 
 The callable receives params shaped [..., *input_shape] (leading batch axes, e.g.
 [K, B]) and must return a distribution whose event shape is `input_shape`, so
@@ -197,8 +197,9 @@ class Gaussian(Likelihood):
         """-½ Σ_d ((x_d − μ_d)/s_d)² − Σ_d log s_d − ½ D log 2π; [..., B]."""
         log_scale = self.log_scale
         squares = tf.square((x - params) * tf.exp(-log_scale))  # [..., B, D]
-        log_norm = (tf.reduce_sum(log_scale) if self.per_pixel
-                    else self.event_size * log_scale) + 0.5 * self.event_size * math.log(2 * math.pi)
+        log_norm = ((tf.reduce_sum(log_scale) if self.per_pixel
+                     else self.event_size * log_scale)
+                    + 0.5 * self.event_size * math.log(2 * math.pi))
         return -0.5 * tf.reduce_sum(squares, axis=-1) - log_norm
 
     def sample(self, params, seed):

@@ -123,7 +123,8 @@ class Decoder(keras.Model):
         self.output_dim = int(output_dim)
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.activation = activation
-        self.output_bias = None if output_bias is None else [float(b) for b in np.ravel(output_bias)]
+        self.output_bias = (None if output_bias is None
+                            else [float(b) for b in np.ravel(output_bias)])
         if self.output_bias is not None and len(self.output_bias) != self.output_dim:
             raise ValueError(
                 f"output_bias has {len(self.output_bias)} entries, expected {self.output_dim}"
@@ -194,7 +195,8 @@ def encoder_outputs(outputs, latent_dim, batch=None):
                 if isinstance(outputs, (tuple, list, dict)) else f"one {type(outputs).__name__}")
         raise ValueError(
             f"the encoder must return (loc, scale), each [batch, latent_dim]; it returned {kind}. "
-            "rem_tf.networks.GaussianEncoder(backbone, latent_dim) adds the two heads to a backbone."
+            "rem_tf.networks.GaussianEncoder(backbone, latent_dim) adds the two heads to a "
+            "backbone."
         )
     checked = []
     for name, tensor in zip(("loc", "scale"), outputs):

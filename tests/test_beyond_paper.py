@@ -150,7 +150,8 @@ def test_rws_encoder_gradient_matches_the_gaussian_score_by_hand(binary_data):
     g_rws = gradients(rws, x, "proposal_loss", rws.encoder.trainable_variables)
     sampler = twin(rws, "rws", 30, seed=1)  # same seed: the same z_k
     loc, scale, _, z, log_joint, _ = sampler.importance_sample(tf.constant(x), 30)
-    loc, scale, z = (t.numpy().astype(np.float64) for t in (loc, scale, z))  # [B, L], [B, L], [K, B, L]
+    # [B, L], [B, L], [K, B, L]
+    loc, scale, z = (t.numpy().astype(np.float64) for t in (loc, scale, z))
     log_r = (-0.5 * ((z - loc) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi)).sum(-1)
     log_weights = log_joint.numpy().astype(np.float64) - log_r  # [K, B]
     beta = estimators.normalized_weights(log_weights).numpy()[..., None]  # [K, B, 1]

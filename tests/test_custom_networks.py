@@ -1,4 +1,5 @@
-"""The user's own networks and likelihoods: every method, any Keras encoder / decoder, any TFP likelihood.
+"""The user's own networks and likelihoods: every method, any Keras encoder / decoder, any TFP
+likelihood.
 
 Oracles:
 - probabilistic PCA (Tipping & Bishop, 1999) through the public API: closed-form
@@ -38,7 +39,8 @@ def ppca():
 
 
 def ppca_model(method, num_particles=20, likelihood="gaussian", **kwargs):
-    """A linear encoder (two dense heads on the identity), a linear decoder, a learned Gaussian scale."""
+    """A linear encoder (two dense heads on the identity), a linear decoder, a learned Gaussian
+    scale."""
     return rem_tf.build_model(
         method, encoder=networks.GaussianEncoder(keras.layers.Identity(), L),
         decoder=keras.layers.Dense(D), likelihood=likelihood, latent_dim=L, input_shape=(D,),
@@ -57,7 +59,8 @@ def exact_posterior(w, mu, sigma, x):
 
 
 def max_log_likelihood(x):
-    """The maximum over (W, μ, σ) of the average log-likelihood (Tipping & Bishop, 1999, Eq. 4, 7, 8).
+    """The maximum over (W, μ, σ) of the average log-likelihood (Tipping & Bishop, 1999,
+    Eq. 4, 7, 8).
 
     At the maximum μ is the sample mean, σ² the mean of the D − L smallest eigenvalues
     λ of the sample covariance S, and C = W Wᵀ + σ² I has tr(C⁻¹ S) = D, so
@@ -259,7 +262,8 @@ def laplace_likelihood(params):
 
 
 def custom_models():
-    """A conv model (Bernoulli) and a model with a user's layer and a registered callable likelihood."""
+    """A conv model (Bernoulli) and a model with a user's layer and a registered callable
+    likelihood."""
     yield "conv", conv_model("rem_v2"), "binary"
     decoder = keras.Sequential([keras.Input((L,)), keras.layers.Dense(16), ScaledTanh(),
                                 keras.layers.Dense(D)])

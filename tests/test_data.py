@@ -6,6 +6,7 @@ The offline copy is tested in test_data_offline.py, bad input in test_data_error
 
 import pathlib
 
+import keras
 import numpy as np
 import pytest
 import scipy.io
@@ -124,7 +125,8 @@ def test_amat_values_orientation_and_split_sizes(amat_dir):
     test = data.load_array("binarized_mnist", "test", source="files", data_dir=directory)
     assert test[0, 0, 27, 0] == 1 and test[0, 27, 0, 0] == 0
 
-    both = data.load_array("binarized_mnist", "train+validation", source="files", data_dir=directory)
+    both = data.load_array("binarized_mnist", "train+validation", source="files",
+                           data_dir=directory)
     np.testing.assert_array_equal(both, np.concatenate([content["train"], content["valid"]]))
 
     # the dataset: evaluation split in file order, binary already (binarization = identity)
@@ -310,8 +312,6 @@ def test_dynamic_differs_between_epochs_and_is_reproducible(grey_dir):
 
 
 def test_dynamic_differs_between_keras_fit_epochs(grey_dir):
-    import keras
-
     class Recorder(keras.Model):
         def __init__(self):
             super().__init__()
@@ -373,7 +373,8 @@ def test_batching_and_shuffle_defaults(grey_dir):
     kw = dict(source="files", data_dir=grey_dir, binarization="threshold")
     sizes = [b.shape[0] for b in data.load("mnist", "test", batch_size=5, **kw)]
     assert sizes == [5, 5, 2]
-    sizes = [b.shape[0] for b in data.load("mnist", "test", batch_size=5, drop_remainder=True, **kw)]
+    sizes = [b.shape[0]
+             for b in data.load("mnist", "test", batch_size=5, drop_remainder=True, **kw)]
     assert sizes == [5, 5]
     grey = data.load_array("mnist", "test", source="files", data_dir=grey_dir)
     # evaluation split: not shuffled, file order

@@ -1,7 +1,8 @@
 """The documentation: `sphinx-build -W` passes, and every Python example of the guide runs.
 
 The examples are the fenced ```python blocks of docs/*.md and of README.md. The blocks of
-one page run in order in one namespace, in a temporary directory, each as one test. Before running, a block is made small:
+one page run in order in one namespace, in a temporary directory, each as one test. Before
+running, a block is made small:
 
 - always: `epochs=N` -> `epochs=1`, `num_particles=N` -> at most 4, `num_samples=N` -> at
   most 16, and `/tmp/` -> the page's temporary directory;
@@ -16,7 +17,6 @@ import builtins
 import html as html_lib
 import importlib.util
 import os
-import pathlib
 import re
 import subprocess
 import sys
@@ -102,7 +102,8 @@ def _run(page, index, tmp_path_factory, monkeypatch):
         state = _STATE[page] = {"namespace": {"__name__": "__docs__", "TINY_FIELDS": fields},
                                 "directory": directory, "done": 0}
     monkeypatch.chdir(state["directory"])
-    monkeypatch.syspath_prepend(str(REPO))  # `from configs import quick`, as from the repository root
+    # `from configs import quick`, as from the repository root
+    monkeypatch.syspath_prepend(str(REPO))
     blocks = _blocks(page)
     while state["done"] <= index:
         line, code, markers = blocks[state["done"]]
@@ -112,7 +113,8 @@ def _run(page, index, tmp_path_factory, monkeypatch):
             if state["done"] - 1 == index:
                 pytest.skip(reason)
             continue
-        compiled = compile(_prepared(code, markers, state["directory"]), f"{page.name}:{line}", "exec")
+        compiled = compile(_prepared(code, markers, state["directory"]), f"{page.name}:{line}",
+                           "exec")
         raises = [getattr(builtins, arg) for kind, arg in markers if kind == "raises"]
         if raises:
             with pytest.raises(raises[0]):

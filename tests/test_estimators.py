@@ -51,7 +51,8 @@ def test_kl_to_standard_normal_matches_monte_carlo_free_formula():
     scale = np.array([[2.0, 0.3]], np.float32)
     # KL per dimension: log(1/s) + (s² + m²)/2 − 1/2
     expected = np.sum(np.log(1 / scale) + (scale**2 + loc**2) / 2 - 0.5)
-    np.testing.assert_allclose(estimators.kl_diag_normal_to_standard(loc, scale), [expected], rtol=1e-6)
+    np.testing.assert_allclose(estimators.kl_diag_normal_to_standard(loc, scale), [expected],
+                               rtol=1e-6)
 
 
 @pytest.mark.parametrize("covariance", ["weighted", "unweighted"])

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import textwrap
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -46,8 +45,11 @@ def test_the_default_model_builds_the_same_ops_as_the_paper_formulas():
     # and the encoder is called on the flattened images, with nothing added around them.
     model = rem_tf.build_model("iwae", seed=5, **SMALL)
     x, z = tf.TensorSpec([None, 32]), tf.TensorSpec([None, None, 3])
-    reference = (lambda x, z: estimators.standard_normal_log_prob(z)
-                 + estimators.bernoulli_log_prob_fused(x, model.decoder(z)))
+
+    def reference(x, z):
+        return (estimators.standard_normal_log_prob(z)
+                + estimators.bernoulli_log_prob_fused(x, model.decoder(z)))
+
     assert _op_types(model.log_joint, x, z) == _op_types(reference, x, z)
     assert _op_types(model.encode_flat, x) == _op_types(lambda x: model.encoder(x), x)
 

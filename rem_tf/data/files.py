@@ -63,7 +63,7 @@ def read_amat(path: pathlib.Path) -> Raw:
 
 def read_chardata(path: pathlib.Path, split: str) -> Raw:
     """Burda's ``chardata.mat``: ``data`` / ``testdata`` 784 x N, column-major images."""
-    import scipy.io
+    import scipy.io  # noqa: PLC0415 - lazy: only .mat files need it, `import rem_tf` does not
 
     key = _CHARDATA_KEY[split]
     try:

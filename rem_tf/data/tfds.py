@@ -155,7 +155,7 @@ def prepare(tfds_builder, name: str, data_dir) -> None:
     try:
         with _fail_fast_downloads():
             tfds_builder.download_and_prepare()
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any failure: clean up, one DataError
         for path in sorted(_paths_under(watched) - before, key=lambda p: len(p.parts)):
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)

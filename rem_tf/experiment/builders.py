@@ -209,8 +209,8 @@ def train_dataset(config, batch_size, epoch=0, offset=0):
     dataset = data.load(
         config.data.name, config.data.train_split, source=config.data.source,
         binarization=config.data.train_binarization, data_dir=config.data.data_dir,
-        path=config.data.path, batch_size=batch_size, shuffle=True, seed=epoch_seed(config.seed, epoch),
-        drop_remainder=True,
+        path=config.data.path, batch_size=batch_size, shuffle=True,
+        seed=epoch_seed(config.seed, epoch), drop_remainder=True,
     )
     steps_per_epoch = int(dataset.cardinality())
     options = tf.data.Options()

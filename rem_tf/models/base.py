@@ -331,8 +331,8 @@ class GenerativeModel(Trainer, keras.Model):
         """
         return validation.flatten_images(self, x)
 
-    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
-               **kwargs):
+    def export(self, filepath, format="tf_saved_model",  # noqa: A002 - Keras's Model.export
+               verbose=None, input_signature=None, **kwargs):
         """Keras's `model.export`: the SavedModel of `rem_tf.export.export`, every signature
         (the arguments: `rem_tf.export.keras_export`)."""
         from rem_tf import export as saved_model  # noqa: PLC0415 - rem_tf.export imports this module
@@ -361,7 +361,9 @@ class GenerativeModel(Trainer, keras.Model):
             losses = self.compute_losses(x)
             # Sum over the replica's examples / global batch: gradients are
             # summed across replicas by the optimizer.
-            model_loss = tf.nn.compute_average_loss(losses.model_loss, global_batch_size=global_batch)
+            model_loss = tf.nn.compute_average_loss(
+                losses.model_loss, global_batch_size=global_batch
+            )
             proposal_loss = tf.nn.compute_average_loss(
                 losses.proposal_loss, global_batch_size=global_batch
             )

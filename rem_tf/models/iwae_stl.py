@@ -25,7 +25,8 @@ def stl_surrogate(path_log_weights):
 
 @keras.saving.register_keras_serializable(package="rem_tf")
 class IWAESTL(GenerativeModel):
-    """θ: IWAE loss. η: −(lse_k log w̃_k − log K), w̃ with r's parameters stopped, path through z kept.
+    """θ: IWAE loss. η: −(lse_k log w̃_k − log K), w̃ with r's parameters stopped, path through
+    z kept.
 
     Only the encoder gradient changes; the decoder gradient is the IWAE one.
     For K = 1 this is the ELBO's path-derivative estimator and is unbiased.

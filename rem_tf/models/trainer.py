@@ -42,7 +42,8 @@ class Trainer:
         arguments (`jit_compile`, `steps_per_execution`, …) go to
         `keras.Model.compile`.
         """
-        if optimizer is not None and (model_optimizer is not None or proposal_optimizer is not None):
+        if optimizer is not None and (model_optimizer is not None
+                                      or proposal_optimizer is not None):
             raise ValueError(
                 "Pass either `optimizer` or both `model_optimizer` and "
                 "`proposal_optimizer`, not both forms."
