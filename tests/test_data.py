@@ -22,10 +22,10 @@ from rem_tf.data import DataError  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _fresh_caches():
-    data._clear_caches()
+def fresh_caches():
+    data.clear_cache()
     yield
-    data._clear_caches()
+    data.clear_cache()
 
 
 @pytest.fixture
@@ -339,7 +339,7 @@ def test_fixed_is_the_same_every_time(grey_dir):
     a, b = collect(ds), collect(ds)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(collect(data.load("mnist", "test", seed=99, **kw)), a)
-    data._clear_caches()  # a fresh process draws the same sample
+    data.clear_cache()  # a fresh process draws the same sample
     np.testing.assert_array_equal(collect(data.load("mnist", "test", **kw)), a)
     grey = data.load_array("mnist", "test", **kw)
     assert set(np.unique(a)) == {0.0, 1.0}
@@ -409,7 +409,7 @@ def test_tfds_source_with_mock_data(tmp_path):
                          data_dir=tmp_path, batch_size=4)
         assert sum(b.shape[0] for b in both) == 14
 
-    data._clear_caches()
+    data.clear_cache()
     with tfds.testing.mock_data(num_examples=3, max_value=255):
         with pytest.raises(DataError, match="not binary"):
             data.load_array("binarized_mnist", "test", source="tfds", data_dir=tmp_path)

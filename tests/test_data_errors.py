@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 
 from rem_tf import data
 from rem_tf.data import DataError
-from test_data import _fresh_caches  # noqa: F401  (shared fixture)
+from test_data import fresh_caches  # noqa: F401  (shared fixture)
 
 ROW = " ".join(["1"] * 784) + "\n"
 SAVE = {".npz": lambda f, arrays: np.savez(f, **arrays), ".mat": scipy.io.savemat}

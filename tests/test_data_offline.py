@@ -18,7 +18,7 @@ import pytest
 from rem_tf import data
 from rem_tf.data import DataError
 
-from test_data import _fresh_caches, no_tfds_download  # noqa: F401  (shared fixtures)
+from test_data import fresh_caches, no_tfds_download  # noqa: F401  (shared fixtures)
 
 
 def content_sha256(content):

@@ -23,10 +23,10 @@ SHAPE = (8, 8)  # the size of scikit-learn's digits
 
 
 @pytest.fixture(autouse=True)
-def _fresh_caches():
-    data._clear_caches()
+def fresh_caches():
+    data.clear_cache()
     yield
-    data._clear_caches()
+    data.clear_cache()
 
 
 def write_digits_like(path, num_train=40, num_test=16, seed=0):

@@ -123,8 +123,6 @@ __all__ = [
     "load_array",
 ]
 
-_clear_caches = clear_cache  # the name tests use
-
 
 def info(name: str, *, source: str = "auto", path=None, data_dir=None) -> dict[str, int]:
     """Number of examples per split.
