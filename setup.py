@@ -38,7 +38,7 @@ setup(
     ],
     entry_points={"console_scripts": ["rem-tf = rem_tf.cli:main"]},
     extras_require={
-        # ruff: .ci/run and tests/test_packaging.py lint with pyproject.toml's rules.
+        # ruff: .ci/run and the README's test command lint with pyproject.toml's rules.
         "test": ["pytest>=7", "pytest-xdist>=3", "ruff>=0.6", *DOCS_REQUIREMENTS],
         "docs": DOCS_REQUIREMENTS,
     },
