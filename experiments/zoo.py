@@ -331,6 +331,20 @@ def fmt(value, digits=2):
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def step_cost_text(rows):
+    """One sentence: each run's training CPU per step and, for the others, its ratio to the
+    IWAE's (what decides whether a per-epoch lead survives at equal compute)."""
+    costs = {method: row["cpu_seconds"] / row["steps"]
+             for method, row in rows.items() if row["steps"]}
+    parts = []
+    for method in sorted(costs, key=costs.get):
+        ratio = (f" ({costs[method] / costs['iwae']:.2f}× the IWAE's)"
+                 if "iwae" in costs and method != "iwae" else "")
+        parts.append(f"{claims.NAMES.get(method, method)} {1000 * costs[method]:.1f} ms{ratio}")
+    return ("Training CPU per step (the process's CPU seconds over its steps to its last kept "
+            "checkpoint; one TensorFlow thread on a core of its own): " + ", ".join(parts) + ".")
+
+
 def section(zoo):
     """RESULTS.md's zoo section (Markdown lines) from results/zoo.json's dict."""
     rows, machine = zoo["runs"], zoo["machine"]
@@ -366,6 +380,8 @@ def section(zoo):
         "At 6,000 steps (2 epochs; the paper-regime and particle-sweep sections below) REM "
         "led the IWAE per step from K = 30 on (by 0.8 nats at K = 30 and 2.3 at K = 100), "
         "but not at equal CPU time.",
+        "",
+        step_cost_text(rows),
         "",
         "| preset | method | epochs | test NLL | shifted | train NLL | train − test | ELBO "
         "| KL to prior | active units | wall time | CPU time |",

@@ -123,3 +123,12 @@ def test_the_report_regenerates_results_md_from_the_json_alone(tiny_zoo):
     finally:
         shutil.move(tiny_zoo / "runs-away", tiny_zoo / "runs")
     assert (tiny_zoo / "RESULTS.md").read_text() == text
+
+
+def test_the_report_gives_each_runs_cpu_per_step_and_its_ratio_to_the_iwae(tiny_zoo):
+    zoo = json.loads((tiny_zoo / "results" / "zoo.json").read_text())
+    text = (tiny_zoo / "RESULTS.md").read_text()
+    cost = {m: row["cpu_seconds"] / row["steps"] for m, row in zoo["runs"].items()}
+    assert f"IWAE {1000 * cost['iwae']:.1f} ms" in text
+    assert (f"REM v2 {1000 * cost['rem_v2']:.1f} ms "
+            f"({cost['rem_v2'] / cost['iwae']:.2f}× the IWAE's)") in text
