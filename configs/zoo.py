@@ -1,7 +1,8 @@
 r"""The model zoo's runs: the paper's 200 epochs at K = 50, on real MNIST from the offline copy.
 
-Runtime (AMD EPYC, one TensorFlow thread, two runs at once): 1.8 CPU-hours (2.7 h wall) for
-the IWAE, ~2.7 for REM v2 (from its first 90 epochs; results/zoo.md, from the runs' times.csv).
+Runtime (AMD EPYC, one TensorFlow thread on a core of its own, two runs at once): 1.8
+CPU-hours for the IWAE, 2.0 for the VAE, 2.8 for REM v2, 2.9 for REM v1 (results/zoo.md, from
+the runs' times.csv; their wall time, up to 1.8x that, is there too).
 
 Command (from the repository root; one resumable run directory per method, the
 zoo's presets are made from them by experiments/zoo.py):
