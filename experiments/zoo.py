@@ -345,6 +345,20 @@ def step_cost_text(rows):
             "checkpoint; one TensorFlow thread on a core of its own): " + ", ".join(parts) + ".")
 
 
+def train_command(method):
+    """The command that trains `method`'s zoo run (from the repository root)."""
+    return (f"python run.py --config=configs/zoo.py --method={method} --mode=train "
+            f"--workdir=../runs/zoo/{method}")
+
+
+def versus_iwae_cell(method, differences):
+    """"mean [low, high]" of the paired NLL(method) − NLL(IWAE), or – if not evaluated."""
+    if (method, "iwae") not in differences:
+        return "–"
+    mean, half = differences[method, "iwae"]
+    return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
+
+
 def section(zoo):
     """RESULTS.md's zoo section (Markdown lines) from results/zoo.json's dict."""
     rows, machine = zoo["runs"], zoo["machine"]
@@ -361,8 +375,7 @@ def section(zoo):
         f"## The model zoo: {epochs} epochs at K = {k}"
         + (" (the paper's training length)" if epochs == 200 else ""),
         "",
-        "Made by `python run.py --config=configs/zoo.py --method=M --mode=train "
-        "--workdir=../runs/zoo/M` for each method (two at a time, one core each), then "
+        f"Made by `{train_command('M')}` for each method (two at a time, one core each), then "
         "`python experiments/zoo.py --phase=evaluate`, `--phase=presets`, `--phase=collect` and "
         f"`--phase=report`, on {machine}. The settings are the paper regime's (20-200-200-784 "
         "tanh, batch 20, Adam 1e-3 with ε = 1e-4 and the Burda schedule for both optimizers, "
@@ -383,9 +396,9 @@ def section(zoo):
         "",
         step_cost_text(rows),
         "",
-        "| preset | method | epochs | test NLL | shifted | train NLL | train − test | ELBO "
-        "| KL to prior | active units | wall time | CPU time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| preset | method | K | epochs | test NLL | − IWAE [95 %] | shifted | train NLL "
+        "| train − test | ELBO | KL to prior | active units | train time | command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, row in sorted(rows.items(), key=lambda kv: (kv[1]["test_nll"] or 1e9, kv[0])):
         gap = (row["train_nll"] - row["test_nll"]) if row["evaluated"] and row["train_nll"] \
@@ -396,19 +409,22 @@ def section(zoo):
                        f"{row['epochs']} of {row['epochs_planned']} (training; curve only)")
         lines.append(
             f"| {'`' + method + '_mnist`' if row['evaluated'] else '–'} | {method} | "
-            f"{epochs_cell} | {fmt(row['test_nll'])} | {fmt(row['test_nll_shifted'])} | "
+            f"{row['num_particles']} | {epochs_cell} | {fmt(row['test_nll'])} | "
+            f"{versus_iwae_cell(method, differences)} | {fmt(row['test_nll_shifted'])} | "
             f"{fmt(row['train_nll'])} | {fmt(gap)} | {fmt(row['elbo'])} | "
             f"{fmt(row['kl_to_prior'])} | "
             f"{'–' if row['active_units'] is None else row['active_units']} | "
-            f"{fmt(row['seconds'] / 3600)} h | {fmt(row['cpu_seconds'] / 3600)} h |")
+            f"{fmt(row['cpu_seconds'] / 3600)} CPU-h ({fmt(row['seconds'] / 3600)} h wall) | "
+            f"`{train_command(method)}` |")
     lines += [
         "",
         f"Test NLL: all {any_row.get('eval_examples') or 10000:,} test digits, K = "
         f"{any_row.get('eval_samples') or 5000} importance samples from the encoder; shifted: "
         "the authors' estimator; train NLL: training digits with a fixed binarization (the "
         "presets' cards say how many; train − test below 0: the model fits its "
-        "training digits better). Time: the training process's wall and CPU time up to the "
-        "last kept checkpoint.",
+        "training digits better); − IWAE: the paired per-digit difference NLL − NLL(IWAE) "
+        "over the same test digits with its 95 % interval (below 0: better than the IWAE). "
+        "Train time: the training process's CPU and wall time up to the last kept checkpoint.",
         "",
         f"Beside published numbers: {PAPER_TABLE_2}; {BURDA}. These runs differ from both: "
         f"K = {k} particles, a 20-dimensional latent, dynamically binarized real MNIST from a "

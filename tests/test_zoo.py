@@ -115,7 +115,7 @@ def test_paired_differences_are_those_of_the_per_digit_evaluations(tiny_zoo):
 def test_the_report_regenerates_results_md_from_the_json_alone(tiny_zoo):
     text = (tiny_zoo / "RESULTS.md").read_text()
     assert text.index("<!-- zoo:begin -->") < text.index("## Older sections")
-    assert "kept as they are" in text and "| `iwae_mnist` | iwae | 2 |" in text
+    assert "kept as they are" in text and "| `iwae_mnist` | iwae | 2 | 2 |" in text
     shutil.move(tiny_zoo / "runs", tiny_zoo / "runs-away")  # no run directory to read
     try:
         (tiny_zoo / "results" / "zoo.md").unlink()
@@ -132,3 +132,22 @@ def test_the_report_gives_each_runs_cpu_per_step_and_its_ratio_to_the_iwae(tiny_
     assert f"IWAE {1000 * cost['iwae']:.1f} ms" in text
     assert (f"REM v2 {1000 * cost['rem_v2']:.1f} ms "
             f"({cost['rem_v2'] / cost['iwae']:.2f}× the IWAE's)") in text
+
+
+def test_the_presets_table_gives_k_the_paired_difference_to_the_iwae_and_the_command(tiny_zoo):
+    zoo = json.loads((tiny_zoo / "results" / "zoo.json").read_text())
+    rows = {line.split(" | ")[1]: line.strip("| ").split(" | ")
+            for line in (tiny_zoo / "RESULTS.md").read_text().splitlines()
+            if line.startswith("| `")}
+    header = [line for line in (tiny_zoo / "RESULTS.md").read_text().splitlines()
+              if line.startswith("| preset")][0].strip("| ").split(" | ")
+    assert set(rows) == set(METHODS)
+    rem, iwae = dict(zip(header, rows["rem_v2"])), dict(zip(header, rows["iwae"]))
+    mean, half = zoo["paired_differences"]["rem_v2 - iwae"]
+    assert rem["− IWAE [95 %]"] == f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
+    assert iwae["− IWAE [95 %]"] == "–" and rem["K"] == iwae["K"] == "2"
+    assert rem["test NLL"] == f"{zoo['runs']['rem_v2']['test_nll']:.2f}"
+    assert rem["command"] == ("`python run.py --config=configs/zoo.py --method=rem_v2 "
+                              "--mode=train --workdir=../runs/zoo/rem_v2`")
+    assert rem["train time"] == (f"{zoo['runs']['rem_v2']['cpu_seconds'] / 3600:.2f} CPU-h "
+                                 f"({zoo['runs']['rem_v2']['seconds'] / 3600:.2f} h wall)")
