@@ -311,6 +311,21 @@ def test_dynamic_differs_between_epochs_and_is_reproducible(grey_dir):
     assert single.shape == (64, 28, 28, 1) and abs(single.mean() - 77 / 255) < 0.01
 
 
+def test_autotuning_is_off_and_changes_no_batch(grey_dir):
+    """tf.data's autotuning thread made freeing each epoch's iterator wait up to a minute
+    (benchmarks/iterator_teardown.py): the pipeline turns it off, which must not change a
+    value or the order (resumed runs rely on the batches bit for bit)."""
+    kw = dict(source="files", data_dir=grey_dir, batch_size=16)
+    for split in ("train", "test"):  # dynamic + shuffled, fixed
+        dataset = data.load("mnist", split, **kw)
+        assert dataset.options().autotune.enabled is False
+        autotuned = tf.data.Options()
+        autotuned.autotune.enabled = True
+        again = data.load("mnist", split, **kw).with_options(autotuned)
+        assert again.options().autotune.enabled is True
+        np.testing.assert_array_equal(collect(again), collect(dataset))
+
+
 def test_dynamic_differs_between_keras_fit_epochs(grey_dir):
     class Recorder(keras.Model):
         def __init__(self):

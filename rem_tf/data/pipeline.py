@@ -72,7 +72,11 @@ def make_dataset(
             lambda x, s: bernoulli(intensities(x), s), num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(intensities, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # Autotuning off: its background thread made freeing a used iterator (every Keras epoch)
+    # wait up to a minute on one core (benchmarks/iterator_teardown.py); these ops are cheap.
+    options.autotune.enabled = False
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 # ----------------------------------------------------------- your own images: binarize
