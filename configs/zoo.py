@@ -2,7 +2,8 @@ r"""The model zoo's runs: the paper's 200 epochs at K = 50, on real MNIST from t
 
 Runtime (AMD EPYC, one TensorFlow thread on a core of its own, two runs at once): 1.8
 CPU-hours for the IWAE, 2.0 for the VAE, 2.8 for REM v2, 2.9 for REM v1 (results/zoo.md, from
-the runs' times.csv; their wall time, up to 1.8x that, is there too).
+the runs' times.csv; their wall time, up to 1.8x that, is there too: part of it was an idle
+wait between epochs that the data pipeline no longer has).
 
 Command (from the repository root; one resumable run directory per method, the
 zoo's presets are made from them by experiments/zoo.py):
