@@ -426,7 +426,7 @@ def section(zoo):
         "over the same test digits with its 95 % interval (below 0: better than the IWAE). "
         "Train time: the training process's CPU and wall time up to the last kept checkpoint; "
         "the runs' wall time exceeds their CPU time because of other work on the machine and an "
-        "idle wait of up to a minute between epochs in tf.data, since removed (see "
+        "idle wait of ~20-40 s between epochs in tf.data, since removed (see "
         "benchmarks/iterator_teardown.py): compare CPU times.",
         "",
         f"Beside published numbers: {PAPER_TABLE_2}; {BURDA}. These runs differ from both: "

@@ -312,7 +312,7 @@ def test_dynamic_differs_between_epochs_and_is_reproducible(grey_dir):
 
 
 def test_autotuning_is_off_and_changes_no_batch(grey_dir):
-    """tf.data's autotuning thread made freeing each epoch's iterator wait up to a minute
+    """tf.data's autotuning thread made freeing each epoch's iterator wait ~20-40 s
     (benchmarks/iterator_teardown.py): the pipeline turns it off, which must not change a
     value or the order (resumed runs rely on the batches bit for bit)."""
     kw = dict(source="files", data_dir=grey_dir, batch_size=16)

@@ -74,7 +74,7 @@ def make_dataset(
         ds = ds.map(intensities, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     # Autotuning off: its background thread made freeing a used iterator (every Keras epoch)
-    # wait up to a minute on one core (benchmarks/iterator_teardown.py); these ops are cheap.
+    # wait ~20-40 s on one core (benchmarks/iterator_teardown.py); these ops are cheap.
     options.autotune.enabled = False
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
