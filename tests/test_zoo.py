@@ -136,11 +136,10 @@ def test_the_report_gives_each_runs_cpu_per_step_and_its_ratio_to_the_iwae(tiny_
 
 def test_the_presets_table_gives_k_the_paired_difference_to_the_iwae_and_the_command(tiny_zoo):
     zoo = json.loads((tiny_zoo / "results" / "zoo.json").read_text())
+    lines = (tiny_zoo / "RESULTS.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| preset")).strip("| ").split(" | ")
     rows = {line.split(" | ")[1]: line.strip("| ").split(" | ")
-            for line in (tiny_zoo / "RESULTS.md").read_text().splitlines()
-            if line.startswith("| `")}
-    header = [line for line in (tiny_zoo / "RESULTS.md").read_text().splitlines()
-              if line.startswith("| preset")][0].strip("| ").split(" | ")
+            for line in lines if line.startswith("| `")}
     assert set(rows) == set(METHODS)
     rem, iwae = dict(zip(header, rows["rem_v2"])), dict(zip(header, rows["iwae"]))
     mean, half = zoo["paired_differences"]["rem_v2 - iwae"]
